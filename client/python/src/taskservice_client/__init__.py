@@ -1,0 +1,1 @@
+"""Worker stub for mcp-taskservice."""

@@ -1,0 +1,119 @@
+"""What can go wrong in the domain, independent of any transport.
+
+The gRPC layer maps each class to one status code; the bridge maps them to
+JSON-RPC errors. Each carries the field or id it is about so the message a
+user reads names it.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    reason: str = "DOMAIN_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class TaskNotFound(DomainError):
+    reason = "TASK_NOT_FOUND"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id!r} not found")
+        self.task_id = task_id
+
+
+class RequestNotFound(DomainError):
+    reason = "REQUEST_NOT_FOUND"
+
+    def __init__(self, task_id: str, request_id: str) -> None:
+        super().__init__(f"request {request_id!r} of task {task_id!r} not found")
+        self.task_id = task_id
+        self.request_id = request_id
+
+
+class WorkerNotFound(DomainError):
+    reason = "WORKER_NOT_FOUND"
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(
+            f"worker {worker_id!r} is not registered (or its lease ran out): call RegisterWorker again"
+        )
+        self.worker_id = worker_id
+
+
+class ToolNotServed(DomainError):
+    reason = "TOOL_NOT_SERVED"
+
+    def __init__(self, tool_name: str) -> None:
+        super().__init__(f"no connected worker serves the tool {tool_name!r}")
+        self.tool_name = tool_name
+
+
+class InvalidTransition(DomainError):
+    """A change the task's current status does not allow."""
+
+    reason = "INVALID_TRANSITION"
+
+    def __init__(self, task_id: str, current: str, wanted: str, why: str = "") -> None:
+        text = f"task {task_id!r} is {current}: cannot {wanted}"
+        super().__init__(f"{text} ({why})" if why else text)
+        self.task_id = task_id
+        self.current = current
+        self.wanted = wanted
+
+
+class TaskCancelled(DomainError):
+    """The task was cancelled while (or before) the caller waited on it."""
+
+    reason = "TASK_CANCELLED"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id!r} was cancelled")
+        self.task_id = task_id
+
+
+class AlreadyAnswered(DomainError):
+    reason = "ALREADY_ANSWERED"
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"request {request_id!r} was already answered")
+        self.request_id = request_id
+
+
+class LeaseNotHeld(DomainError):
+    reason = "LEASE_NOT_HELD"
+
+    def __init__(self, lease_id: str, why: str) -> None:
+        super().__init__(f"lease {lease_id!r} is not held by this worker: {why}")
+        self.lease_id = lease_id
+
+
+class InvalidArgument(DomainError):
+    """A field of a request does not fit; `field` is its path, such as `result.content[0]`."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
+        self.field = field
+        self.description = description
+
+
+class PayloadTooLarge(DomainError):
+    reason = "PAYLOAD_TOO_LARGE"
+
+    def __init__(self, field: str, size: int, limit: int) -> None:
+        super().__init__(f"{field} is {size} bytes, over the limit of {limit} bytes")
+        self.field = field
+        self.size = size
+        self.limit = limit
+
+
+class StoreUnavailable(DomainError):
+    """The store cannot be reached; nothing was written."""
+
+    reason = "STORE_UNAVAILABLE"

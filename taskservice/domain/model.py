@@ -1,0 +1,285 @@
+"""The task model: records, statuses and their legal transitions.
+
+Records are immutable; a change makes a new record with `dataclasses.replace`
+inside a store's atomic update. Times are integer milliseconds since the epoch.
+Everything here is plain data: JSON in and out, no transport and no MCP types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any, Self
+
+JsonObject = dict[str, Any]
+
+
+class TaskStatus(enum.StrEnum):
+    WORKING = "working"
+    INPUT_REQUIRED = "input_required"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+# Which status may follow which. Terminal statuses have no successors; staying in a
+# non-terminal status (a new status message) is always allowed.
+LEGAL_TRANSITIONS: Mapping[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.WORKING: frozenset(
+        {
+            TaskStatus.WORKING,
+            TaskStatus.INPUT_REQUIRED,
+            TaskStatus.COMPLETED,
+            TaskStatus.FAILED,
+            TaskStatus.CANCELLED,
+        }
+    ),
+    TaskStatus.INPUT_REQUIRED: frozenset(
+        {
+            TaskStatus.INPUT_REQUIRED,
+            TaskStatus.WORKING,
+            TaskStatus.COMPLETED,
+            TaskStatus.FAILED,
+            TaskStatus.CANCELLED,
+        }
+    ),
+    TaskStatus.COMPLETED: frozenset(),
+    TaskStatus.FAILED: frozenset(),
+    TaskStatus.CANCELLED: frozenset(),
+}
+
+
+def can_transition(current: TaskStatus, new: TaskStatus) -> bool:
+    return new in LEGAL_TRANSITIONS[current]
+
+
+class TaskSupport(enum.StrEnum):
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+    FORBIDDEN = "forbidden"
+
+
+class Dispatch(enum.StrEnum):
+    """Where a task stands with the workers."""
+
+    QUEUED = "queued"  # waits for a worker that serves its tool
+    OFFERED = "offered"  # sent to a worker, not acknowledged yet
+    RUNNING = "running"  # acknowledged: the worker runs it under its lease
+    DONE = "done"  # terminal, or created without a tool
+
+
+class RequestState(enum.StrEnum):
+    PENDING = "pending"
+    ANSWERED = "answered"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientRequest:
+    """A request the task sends to the MCP client, stored until (and after) it is answered."""
+
+    request_id: str
+    method: str
+    params: JsonObject
+    sequence: int
+    created_at: int
+    state: RequestState = RequestState.PENDING
+    result: JsonObject | None = None
+    error: JsonObject | None = None  # {"code": int, "message": str, "data": Any}
+
+    def to_json(self) -> JsonObject:
+        return {
+            "request_id": self.request_id,
+            "method": self.method,
+            "params": self.params,
+            "sequence": self.sequence,
+            "created_at": self.created_at,
+            "state": self.state.value,
+            "result": self.result,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            request_id=data["request_id"],
+            method=data["method"],
+            params=data["params"],
+            sequence=data["sequence"],
+            created_at=data["created_at"],
+            state=RequestState(data["state"]),
+            result=data.get("result"),
+            error=data.get("error"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """Everything stored about one task; the store keeps it as one atomic unit."""
+
+    task_id: str
+    owner: str
+    status: TaskStatus
+    created_at: int
+    last_updated_at: int
+    ttl_ms: int
+    poll_interval_ms: int
+    status_message: str = ""
+    tool_name: str = ""
+    arguments: JsonObject = dataclasses.field(default_factory=dict[str, Any])
+    meta: JsonObject = dataclasses.field(default_factory=dict[str, Any])
+    result: JsonObject | None = None
+    requests: tuple[ClientRequest, ...] = ()
+    # Whether the last change should reach the client as a status notification.
+    notify: bool = True
+    # Dispatch to workers.
+    dispatch: Dispatch = Dispatch.DONE
+    worker_id: str = ""
+    lease_id: str = ""
+    lease_expires_at: int = 0
+    retry_safe: bool = False
+    attempts: int = 0
+
+    @property
+    def expires_at(self) -> int:
+        return self.created_at + self.ttl_ms
+
+    @property
+    def pending_requests(self) -> tuple[ClientRequest, ...]:
+        return tuple(r for r in self.requests if r.state is RequestState.PENDING)
+
+    def find_request(self, request_id: str) -> ClientRequest | None:
+        for request in self.requests:
+            if request.request_id == request_id:
+                return request
+        return None
+
+    def to_json(self) -> JsonObject:
+        return {
+            "task_id": self.task_id,
+            "owner": self.owner,
+            "status": self.status.value,
+            "created_at": self.created_at,
+            "last_updated_at": self.last_updated_at,
+            "ttl_ms": self.ttl_ms,
+            "poll_interval_ms": self.poll_interval_ms,
+            "status_message": self.status_message,
+            "tool_name": self.tool_name,
+            "arguments": self.arguments,
+            "meta": self.meta,
+            "result": self.result,
+            "requests": [r.to_json() for r in self.requests],
+            "notify": self.notify,
+            "dispatch": self.dispatch.value,
+            "worker_id": self.worker_id,
+            "lease_id": self.lease_id,
+            "lease_expires_at": self.lease_expires_at,
+            "retry_safe": self.retry_safe,
+            "attempts": self.attempts,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            task_id=data["task_id"],
+            owner=data["owner"],
+            status=TaskStatus(data["status"]),
+            created_at=data["created_at"],
+            last_updated_at=data["last_updated_at"],
+            ttl_ms=data["ttl_ms"],
+            poll_interval_ms=data["poll_interval_ms"],
+            status_message=data.get("status_message", ""),
+            tool_name=data.get("tool_name", ""),
+            arguments=data.get("arguments") or {},
+            meta=data.get("meta") or {},
+            result=data.get("result"),
+            requests=tuple(ClientRequest.from_json(r) for r in data.get("requests", ())),
+            notify=data.get("notify", True),
+            dispatch=Dispatch(data.get("dispatch", Dispatch.DONE.value)),
+            worker_id=data.get("worker_id", ""),
+            lease_id=data.get("lease_id", ""),
+            lease_expires_at=data.get("lease_expires_at", 0),
+            retry_safe=data.get("retry_safe", False),
+            attempts=data.get("attempts", 0),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool a worker serves (MCP `Tool` plus how it may be dispatched)."""
+
+    name: str
+    description: str = ""
+    title: str = ""
+    input_schema: JsonObject = dataclasses.field(
+        default_factory=lambda: {"type": "object"}
+    )
+    output_schema: JsonObject | None = None
+    task_support: TaskSupport = TaskSupport.OPTIONAL
+    retry_safe: bool = False
+    annotations: JsonObject | None = None
+
+    def to_json(self) -> JsonObject:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "title": self.title,
+            "input_schema": self.input_schema,
+            "output_schema": self.output_schema,
+            "task_support": self.task_support.value,
+            "retry_safe": self.retry_safe,
+            "annotations": self.annotations,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            name=data["name"],
+            description=data.get("description", ""),
+            title=data.get("title", ""),
+            input_schema=data.get("input_schema") or {"type": "object"},
+            output_schema=data.get("output_schema"),
+            task_support=TaskSupport(data.get("task_support", TaskSupport.OPTIONAL.value)),
+            retry_safe=data.get("retry_safe", False),
+            annotations=data.get("annotations"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A registered worker; it and its leases live while it heartbeats."""
+
+    worker_id: str
+    name: str
+    tools: tuple[ToolSpec, ...]
+    max_concurrent_tasks: int
+    lease_expires_at: int
+
+    @property
+    def tool_names(self) -> frozenset[str]:
+        return frozenset(t.name for t in self.tools)
+
+    def to_json(self) -> JsonObject:
+        return {
+            "worker_id": self.worker_id,
+            "name": self.name,
+            "tools": [t.to_json() for t in self.tools],
+            "max_concurrent_tasks": self.max_concurrent_tasks,
+            "lease_expires_at": self.lease_expires_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            worker_id=data["worker_id"],
+            name=data.get("name", ""),
+            tools=tuple(ToolSpec.from_json(t) for t in data.get("tools", ())),
+            max_concurrent_tasks=data.get("max_concurrent_tasks", 1),
+            lease_expires_at=data["lease_expires_at"],
+        )

@@ -1,0 +1,652 @@
+"""The domain service: tasks, client-bound requests and dispatch to workers.
+
+It knows nothing of gRPC or MCP. Every change goes through the store's atomic
+`update_task`, is stored before the method returns, and wakes waiters through
+the store's change feed; every wait re-reads stored state, so a stream of the
+gRPC layer is a view of stored state that any replica can serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
+
+from taskservice.domain.errors import (
+    AlreadyAnswered,
+    InvalidArgument,
+    InvalidTransition,
+    LeaseNotHeld,
+    RequestNotFound,
+    TaskCancelled,
+    TaskNotFound,
+    ToolNotServed,
+    WorkerNotFound,
+)
+from taskservice.domain.model import (
+    ClientRequest,
+    Dispatch,
+    JsonObject,
+    RequestState,
+    TaskRecord,
+    TaskStatus,
+    ToolSpec,
+    WorkerRecord,
+    can_transition,
+)
+from taskservice.store.base import (
+    TOOLS_KEY,
+    TaskCursor,
+    TaskStore,
+    task_key,
+    tool_key,
+    worker_key,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._~:-]{1,128}$")
+
+
+def new_id() -> str:
+    """128 random bits, URL-safe: unguessable, so a task id works as a capability."""
+    return secrets.token_urlsafe(16)
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServiceLimits:
+    """Server-side policy. Times in milliseconds."""
+
+    default_ttl_ms: int = 3_600_000
+    max_ttl_ms: int = 86_400_000
+    poll_interval_ms: int = 1_000
+    lease_ttl_ms: int = 30_000
+    sweep_interval_ms: int = 1_000
+    default_page_size: int = 50
+    max_page_size: int = 500
+    max_payload_bytes: int = 1_048_576
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            if getattr(self, field.name) <= 0:
+                raise ValueError(f"{field.name} must be positive")
+        if self.default_ttl_ms > self.max_ttl_ms:
+            raise ValueError("default_ttl_ms must not exceed max_ttl_ms")
+
+
+# Events of a bridge's view of one task (`events`).
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskChanged:
+    task: TaskRecord
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestQueued:
+    task: TaskRecord
+    request: ClientRequest
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskFinished:
+    task: TaskRecord
+
+
+TaskEvent = TaskChanged | RequestQueued | TaskFinished
+
+
+def _public_state(task: TaskRecord) -> tuple[object, ...]:
+    return (task.status, task.status_message, task.last_updated_at, task.ttl_ms)
+
+
+class TaskManager:
+    """The one place where task state changes."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        limits: ServiceLimits | None = None,
+        *,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.store = store
+        self.limits = limits or ServiceLimits()
+        self.clock = clock
+
+    # ----------------------------------------------------------------- waiting
+
+    async def _wait_until(self, keys: Iterable[str], check: Callable[[], Awaitable[T | None]]) -> T:
+        """Re-check stored state each time one of `keys` is published, until `check` gives a value.
+
+        Subscribing before the first check means no change can slip between the
+        read and the wait. The caller ends a wait by cancelling it.
+        """
+        with self.store.changes.subscribe(keys) as subscription:
+            while True:
+                value = await check()
+                if value is not None:
+                    return value
+                await subscription.wait()
+
+    # ----------------------------------------------------------------- reading
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        task = await self.store.get_task(task_id)
+        if task is None or task.expires_at <= self.clock():
+            raise TaskNotFound(task_id)
+        return task
+
+    async def lookup_task(self, owner: str, task_id: str) -> TaskRecord:
+        """A task as its owner sees it: another owner's task does not exist."""
+        task = await self.get_task(task_id)
+        if task.owner != owner:
+            raise TaskNotFound(task_id)
+        return task
+
+    async def list_tasks(
+        self, owner: str, page_token: str = "", page_size: int = 0
+    ) -> tuple[list[TaskRecord], str]:
+        if page_size < 0:
+            raise InvalidArgument("page_size", "must not be negative")
+        size = min(page_size or self.limits.default_page_size, self.limits.max_page_size)
+        try:
+            after = TaskCursor.decode(page_token) if page_token else None
+        except ValueError as exc:
+            raise InvalidArgument("page_token", str(exc)) from exc
+        now = self.clock()
+        tasks = await self.store.list_tasks(owner, after, size + 1)
+        page = tasks[:size]
+        next_token = TaskCursor.after_task(page[-1]).encode() if len(tasks) > size else ""
+        return [t for t in page if t.expires_at > now], next_token
+
+    async def task_result(self, owner: str, task_id: str) -> TaskRecord:
+        task = await self.lookup_task(owner, task_id)
+        if not task.status.is_terminal:
+            raise InvalidTransition(task_id, task.status.value, "read the result", "it has not finished")
+        return task
+
+    # -------------------------------------------------------- status changes
+
+    def _changed(self, task: TaskRecord, **changes: object) -> TaskRecord:
+        return dataclasses.replace(task, last_updated_at=self.clock(), **changes)  # type: ignore[arg-type]
+
+    def _require(self, task: TaskRecord, status: TaskStatus, wanted: str) -> None:
+        if not can_transition(task.status, status):
+            why = (
+                "a cancelled task ignores late results"
+                if task.status is TaskStatus.CANCELLED
+                else "its status is final"
+            )
+            raise InvalidTransition(task.task_id, task.status.value, wanted, why)
+
+    async def _finish(self, task: TaskRecord) -> None:
+        """Tell the worker that held a task which just became terminal."""
+        if task.worker_id:
+            await self.store.changes.publish((worker_key(task.worker_id),))
+
+    async def update_status(self, task_id: str, message: str, *, notify: bool = True) -> TaskRecord:
+        def change(task: TaskRecord) -> TaskRecord:
+            self._require(task, task.status, "update its status")
+            return self._changed(task, status_message=message, notify=notify)
+
+        return await self.store.update_task(task_id, change)
+
+    async def complete(self, task_id: str, result: JsonObject, *, notify: bool = True) -> TaskRecord:
+        def change(task: TaskRecord) -> TaskRecord:
+            self._require(task, TaskStatus.COMPLETED, "complete")
+            return self._changed(
+                task, status=TaskStatus.COMPLETED, result=result, notify=notify, dispatch=Dispatch.DONE
+            )
+
+        task = await self.store.update_task(task_id, change)
+        await self._finish(task)
+        return task
+
+    async def fail(self, task_id: str, error: str, *, notify: bool = True) -> TaskRecord:
+        def change(task: TaskRecord) -> TaskRecord:
+            self._require(task, TaskStatus.FAILED, "fail")
+            return self._changed(
+                task, status=TaskStatus.FAILED, status_message=error, notify=notify, dispatch=Dispatch.DONE
+            )
+
+        task = await self.store.update_task(task_id, change)
+        await self._finish(task)
+        return task
+
+    async def cancel(self, owner: str, task_id: str, reason: str = "") -> TaskRecord:
+        await self.lookup_task(owner, task_id)
+
+        def change(task: TaskRecord) -> TaskRecord:
+            self._require(task, TaskStatus.CANCELLED, "cancel")
+            return self._changed(
+                task,
+                status=TaskStatus.CANCELLED,
+                status_message=reason or "The task was cancelled by request.",
+                notify=True,
+                dispatch=Dispatch.DONE,
+            )
+
+        task = await self.store.update_task(task_id, change)
+        await self._finish(task)
+        return task
+
+    async def watch(self, task_id: str) -> AsyncIterator[TaskRecord]:
+        """The task's current state, then each change of it; ends after a terminal state."""
+        last: tuple[object, ...] | None = None
+        while True:
+            current = last
+
+            async def changed() -> TaskRecord | None:
+                task = await self.get_task(task_id)
+                return None if _public_state(task) == current else task
+
+            task = await self._wait_until((task_key(task_id),), changed)
+            last = _public_state(task)
+            yield task
+            if task.status.is_terminal:
+                return
+
+    # ------------------------------------------------------- client requests
+
+    async def ask(
+        self, task_id: str, method: str, params: JsonObject, request_id: str = ""
+    ) -> tuple[TaskRecord, ClientRequest]:
+        """Store a request for the client (status input_required), or re-attach to it by id.
+
+        A worker that names a `request_id` it used before gets that request back,
+        answered or not: it is never asked twice.
+        """
+        if request_id and not _CLIENT_ID.match(request_id):
+            raise InvalidArgument("request_id", "1 to 128 characters of A-Z a-z 0-9 . _ ~ : -")
+        rid = request_id or new_id()
+
+        def change(task: TaskRecord) -> TaskRecord:
+            existing = task.find_request(rid)
+            if existing is not None:
+                if existing.method != method:
+                    raise InvalidArgument(
+                        "request_id", f"names a {existing.method} request, not {method}"
+                    )
+                return task
+            if task.status is TaskStatus.CANCELLED:
+                raise TaskCancelled(task_id)
+            self._require(task, TaskStatus.INPUT_REQUIRED, "ask the client")
+            now = self.clock()
+            request = ClientRequest(
+                request_id=rid,
+                method=method,
+                params=params,
+                sequence=len(task.requests) + 1,
+                created_at=now,
+            )
+            return dataclasses.replace(
+                task,
+                status=TaskStatus.INPUT_REQUIRED,
+                requests=(*task.requests, request),
+                last_updated_at=now,
+                notify=True,
+            )
+
+        task = await self.store.update_task(task_id, change)
+        request = task.find_request(rid)
+        assert request is not None
+        return task, request
+
+    async def wait_for_answer(self, task_id: str, request_id: str) -> tuple[TaskRecord, ClientRequest]:
+        """Wait until the client answered; raises TaskCancelled if the task is cancelled first."""
+
+        async def answered() -> tuple[TaskRecord, ClientRequest] | None:
+            task = await self.get_task(task_id)
+            request = task.find_request(request_id)
+            if request is None:
+                raise RequestNotFound(task_id, request_id)
+            if request.state is RequestState.ANSWERED:
+                return task, request
+            if task.status is TaskStatus.CANCELLED:
+                raise TaskCancelled(task_id)
+            if task.status.is_terminal:
+                raise InvalidTransition(
+                    task_id, task.status.value, "wait for an answer", "the task ended first"
+                )
+            return None
+
+        return await self._wait_until((task_key(task_id),), answered)
+
+    async def answer(
+        self,
+        owner: str,
+        task_id: str,
+        request_id: str,
+        *,
+        result: JsonObject | None = None,
+        error: JsonObject | None = None,
+    ) -> TaskRecord:
+        """Store the client's answer to a pending request; the first answer wins."""
+        if (result is None) == (error is None):
+            raise InvalidArgument("answer", "give exactly one of result and error")
+        await self.lookup_task(owner, task_id)
+
+        def change(task: TaskRecord) -> TaskRecord:
+            request = task.find_request(request_id)
+            if request is None:
+                raise RequestNotFound(task_id, request_id)
+            if request.state is RequestState.ANSWERED:
+                raise AlreadyAnswered(request_id)
+            if task.status.is_terminal:
+                raise InvalidTransition(task_id, task.status.value, "take an answer")
+            answered = dataclasses.replace(
+                request, state=RequestState.ANSWERED, result=result, error=error
+            )
+            requests = tuple(answered if r.request_id == request_id else r for r in task.requests)
+            still_pending = any(r.state is RequestState.PENDING for r in requests)
+            return self._changed(
+                task,
+                requests=requests,
+                status=TaskStatus.INPUT_REQUIRED if still_pending else TaskStatus.WORKING,
+                notify=True,
+            )
+
+        return await self.store.update_task(task_id, change)
+
+    async def events(self, owner: str, task_id: str) -> AsyncIterator[TaskEvent]:
+        """A bridge's view of a task until it ends: state changes and unanswered requests.
+
+        Requests still pending from an earlier view are delivered again, in order,
+        so a client that dropped out of `tasks/result` loses nothing.
+        """
+        await self.lookup_task(owner, task_id)
+        last: tuple[object, ...] | None = None
+        delivered: set[str] = set()
+        while True:
+            seen = last
+
+            async def news() -> tuple[TaskRecord, list[ClientRequest]] | None:
+                task = await self.lookup_task(owner, task_id)
+                fresh = [r for r in task.pending_requests if r.request_id not in delivered]
+                if fresh or _public_state(task) != seen or task.status.is_terminal:
+                    return task, fresh
+                return None
+
+            task, fresh = await self._wait_until((task_key(task_id),), news)
+            if _public_state(task) != last:
+                last = _public_state(task)
+                yield TaskChanged(task)
+            if task.status.is_terminal:
+                yield TaskFinished(task)
+                return
+            for request in sorted(fresh, key=lambda r: r.sequence):
+                delivered.add(request.request_id)
+                yield RequestQueued(task, request)
+
+    async def wait_finished(self, owner: str, task_id: str) -> TaskRecord:
+        async def finished() -> TaskRecord | None:
+            task = await self.lookup_task(owner, task_id)
+            return task if task.status.is_terminal else None
+
+        return await self._wait_until((task_key(task_id),), finished)
+
+    # ------------------------------------------------------- creating tasks
+
+    def _ttl(self, requested: int | None) -> int:
+        if requested is None:
+            return self.limits.default_ttl_ms
+        if requested <= 0:
+            raise InvalidArgument("ttl_ms", f"must be positive, got {requested}")
+        return min(requested, self.limits.max_ttl_ms)
+
+    async def create_task(
+        self,
+        owner: str,
+        tool_name: str = "",
+        arguments: JsonObject | None = None,
+        *,
+        ttl_ms: int | None = None,
+        meta: JsonObject | None = None,
+    ) -> TaskRecord:
+        """Create a task; with a tool name it is queued for a worker that serves the tool."""
+        ttl = self._ttl(ttl_ms)
+        spec: ToolSpec | None = None
+        if tool_name:
+            spec = (await self.tools()).get(tool_name)
+            if spec is None:
+                raise ToolNotServed(tool_name)
+        now = self.clock()
+        task = TaskRecord(
+            task_id=new_id(),
+            owner=owner,
+            status=TaskStatus.WORKING,
+            created_at=now,
+            last_updated_at=now,
+            ttl_ms=ttl,
+            poll_interval_ms=self.limits.poll_interval_ms,
+            tool_name=tool_name,
+            arguments=arguments or {},
+            meta=meta or {},
+            dispatch=Dispatch.QUEUED if spec else Dispatch.DONE,
+            retry_safe=spec.retry_safe if spec else False,
+        )
+        await self.store.insert_task(task)
+        if tool_name:
+            await self.store.changes.publish((tool_key(tool_name),))
+        return task
+
+    # --------------------------------------------------------------- workers
+
+    async def tools(self) -> dict[str, ToolSpec]:
+        """Tools of live workers by name; the earliest-registered declaration wins."""
+        now = self.clock()
+        tools: dict[str, ToolSpec] = {}
+        for worker in await self.store.list_workers():
+            if worker.lease_expires_at > now:
+                for tool in worker.tools:
+                    tools.setdefault(tool.name, tool)
+        return tools
+
+    async def register_worker(
+        self,
+        tools: Sequence[ToolSpec],
+        *,
+        worker_id: str = "",
+        name: str = "",
+        max_concurrent_tasks: int = 1,
+    ) -> WorkerRecord:
+        if worker_id and not _CLIENT_ID.match(worker_id):
+            raise InvalidArgument("worker_id", "1 to 128 characters of A-Z a-z 0-9 . _ ~ : -")
+        if max_concurrent_tasks < 0:
+            raise InvalidArgument("max_concurrent_tasks", "must not be negative")
+        names = [t.name for t in tools]
+        for index, tool in enumerate(tools):
+            if not tool.name:
+                raise InvalidArgument(f"tools[{index}].name", "must not be empty")
+            if names.count(tool.name) > 1:
+                raise InvalidArgument(f"tools[{index}].name", f"{tool.name!r} is declared twice")
+        worker = WorkerRecord(
+            worker_id=worker_id or new_id(),
+            name=name,
+            tools=tuple(tools),
+            max_concurrent_tasks=max_concurrent_tasks or 1,
+            lease_expires_at=self.clock() + self.limits.lease_ttl_ms,
+        )
+        await self.store.put_worker(worker)
+        await self.store.changes.publish(
+            (TOOLS_KEY, worker_key(worker.worker_id), *(tool_key(n) for n in names))
+        )
+        return worker
+
+    async def _live_worker(self, worker_id: str) -> WorkerRecord:
+        worker = await self.store.get_worker(worker_id)
+        if worker is None or worker.lease_expires_at <= self.clock():
+            raise WorkerNotFound(worker_id)
+        return worker
+
+    async def heartbeat(self, worker_id: str, running: Iterable[str] = ()) -> tuple[WorkerRecord, list[str]]:
+        """Renew the worker's leases; say which of its running tasks it should stop."""
+        worker = await self._live_worker(worker_id)
+        worker = dataclasses.replace(worker, lease_expires_at=self.clock() + self.limits.lease_ttl_ms)
+        await self.store.put_worker(worker)
+        stop: list[str] = []
+        for task_id in running:
+            task = await self.store.get_task(task_id)
+            if task is None or task.status.is_terminal or task.worker_id != worker_id:
+                stop.append(task_id)
+        return worker, stop
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        worker = await self.store.get_worker(worker_id)
+        if worker is None:
+            raise WorkerNotFound(worker_id)
+        await self.store.delete_worker(worker_id)
+        for task in await self.store.tasks_of_worker(worker_id):
+            await self._lose_lease(task.task_id, worker_id, "its worker withdrew")
+        await self.store.changes.publish((TOOLS_KEY,))
+
+    async def assignments(self, worker_id: str) -> AsyncIterator[TaskRecord]:
+        """Offer tasks to a worker as it has room; unacknowledged offers come again on reconnect."""
+        worker = await self._live_worker(worker_id)
+        keys = (worker_key(worker_id), *(tool_key(n) for n in worker.tool_names))
+        sent: set[str] = set()
+        while True:
+
+            async def offers() -> list[TaskRecord] | None:
+                current = await self._live_worker(worker_id)
+                held = await self.store.tasks_of_worker(worker_id)
+                again = [t for t in held if t.dispatch is Dispatch.OFFERED and t.lease_id not in sent]
+                room = current.max_concurrent_tasks - len(held)
+                fresh: list[TaskRecord] = []
+                if room > 0:
+                    for candidate in await self.store.queued_tasks(current.tool_names, room):
+                        claimed = await self._offer(candidate.task_id, current)
+                        if claimed is not None:
+                            fresh.append(claimed)
+                return (again + fresh) or None
+
+            for task in await self._wait_until(keys, offers):
+                sent.add(task.lease_id)
+                yield task
+
+    async def _offer(self, task_id: str, worker: WorkerRecord) -> TaskRecord | None:
+        """Claim a queued task for a worker; None when another worker was faster."""
+        lease_id = new_id()
+
+        def change(task: TaskRecord) -> TaskRecord:
+            if task.dispatch is not Dispatch.QUEUED or task.status.is_terminal:
+                return task
+            return dataclasses.replace(
+                task,
+                dispatch=Dispatch.OFFERED,
+                worker_id=worker.worker_id,
+                lease_id=lease_id,
+                lease_expires_at=self.clock() + self.limits.lease_ttl_ms,
+                attempts=task.attempts + 1,
+            )
+
+        try:
+            task = await self.store.update_task(task_id, change)
+        except TaskNotFound:
+            return None
+        return task if task.lease_id == lease_id else None
+
+    def _held(self, task: TaskRecord, worker_id: str, lease_id: str) -> None:
+        if task.worker_id != worker_id or task.lease_id != lease_id:
+            raise LeaseNotHeld(lease_id, "the task was given to another worker or handed back")
+        if task.status.is_terminal:
+            raise InvalidTransition(task.task_id, task.status.value, "run")
+
+    async def ack(self, worker_id: str, task_id: str, lease_id: str) -> TaskRecord:
+        worker = await self._live_worker(worker_id)
+
+        def change(task: TaskRecord) -> TaskRecord:
+            self._held(task, worker_id, lease_id)
+            if task.dispatch is Dispatch.RUNNING:
+                return task
+            return dataclasses.replace(
+                task, dispatch=Dispatch.RUNNING, lease_expires_at=worker.lease_expires_at
+            )
+
+        return await self.store.update_task(task_id, change)
+
+    async def release(self, worker_id: str, task_id: str, lease_id: str) -> TaskRecord:
+        def change(task: TaskRecord) -> TaskRecord:
+            self._held(task, worker_id, lease_id)
+            return dataclasses.replace(
+                task, dispatch=Dispatch.QUEUED, worker_id="", lease_id="", lease_expires_at=0
+            )
+
+        task = await self.store.update_task(task_id, change)
+        await self.store.changes.publish((tool_key(task.tool_name), worker_key(worker_id)))
+        return task
+
+    async def _lose_lease(self, task_id: str, worker_id: str, why: str) -> TaskRecord | None:
+        """The worker is gone: run the task again where that is safe, else fail it."""
+
+        def change(task: TaskRecord) -> TaskRecord:
+            if task.worker_id != worker_id or task.dispatch not in (Dispatch.OFFERED, Dispatch.RUNNING):
+                return task
+            if task.status.is_terminal:
+                return dataclasses.replace(task, dispatch=Dispatch.DONE)
+            if task.dispatch is Dispatch.OFFERED or task.retry_safe:
+                return dataclasses.replace(
+                    task, dispatch=Dispatch.QUEUED, worker_id="", lease_id="", lease_expires_at=0
+                )
+            return self._changed(
+                task,
+                status=TaskStatus.FAILED,
+                status_message=f"The worker running this task was lost ({why}); the work was interrupted.",
+                dispatch=Dispatch.DONE,
+                notify=True,
+            )
+
+        try:
+            task = await self.store.update_task(task_id, change)
+        except TaskNotFound:
+            return None
+        if task.dispatch is Dispatch.QUEUED:
+            log.info("task %s re-queued: %s", task_id, why)
+            await self.store.changes.publish((tool_key(task.tool_name),))
+        elif task.status is TaskStatus.FAILED:
+            log.warning("task %s failed: %s", task_id, why)
+        return task
+
+    # --------------------------------------------------------------- sweeping
+
+    async def sweep(self) -> None:
+        """Enforce time: expired tasks, workers without heartbeat, offers never acknowledged."""
+        now = self.clock()
+        expired = await self.store.delete_expired_tasks(now)
+        if expired:
+            log.info("deleted %d expired task(s)", len(expired))
+        lost_any = False
+        for worker in await self.store.list_workers():
+            if worker.lease_expires_at > now:
+                continue
+            lost_any = True
+            await self.store.delete_worker(worker.worker_id)
+            silence = now - worker.lease_expires_at + self.limits.lease_ttl_ms
+            for task in await self.store.tasks_of_worker(worker.worker_id):
+                await self._lose_lease(
+                    task.task_id, worker.worker_id, f"no heartbeat for {silence} ms"
+                )
+        if lost_any:
+            await self.store.changes.publish((TOOLS_KEY,))
+        for task in await self.store.stale_offers(now):
+            await self._lose_lease(task.task_id, task.worker_id, "the assignment was not acknowledged")
+
+    async def run_sweeper(self) -> None:
+        """Sweep on a timer until cancelled. A failed sweep is logged and retried next time."""
+        interval = self.limits.sweep_interval_ms / 1000
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweep failed")
+            await asyncio.sleep(interval)

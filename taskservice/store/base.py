@@ -1,0 +1,222 @@
+"""The store seam: one small async protocol that every backend implements.
+
+A task is one atomic unit (its requests and answers live inside its record), so
+every change is a single `update_task` whose function runs on the current
+record and whose result is stored before the call returns. Backends publish the
+key `task:<id>` on the change feed after each stored change, so waiters wake on
+events and then re-read stored state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Protocol, Self
+
+from taskservice.domain.model import TaskRecord, WorkerRecord
+
+TaskChange = Callable[[TaskRecord], TaskRecord]
+
+
+def task_key(task_id: str) -> str:
+    return f"task:{task_id}"
+
+
+def worker_key(worker_id: str) -> str:
+    return f"worker:{worker_id}"
+
+
+def tool_key(tool_name: str) -> str:
+    return f"tool:{tool_name}"
+
+
+TOOLS_KEY = "tools"
+
+
+class Subscription(Protocol):
+    """Interest in some keys; `wait` returns once any of them was published since the last wait."""
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """True when woken by a publish, False on timeout."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class ChangeFeed(Protocol):
+    """Wakes waiters when stored state they care about changed. Carries no state itself."""
+
+    def subscribe(self, keys: Iterable[str]) -> Subscription: ...
+
+    async def publish(self, keys: Iterable[str]) -> None: ...
+
+
+class TaskStore(Protocol):
+    """Durable state of tasks and workers. Every method is atomic on its own."""
+
+    changes: ChangeFeed
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable when the store cannot be used."""
+        ...
+
+    # Tasks.
+    async def insert_task(self, task: TaskRecord) -> None: ...
+
+    async def get_task(self, task_id: str) -> TaskRecord | None: ...
+
+    async def update_task(self, task_id: str, change: TaskChange) -> TaskRecord:
+        """Apply `change` to the stored record atomically and store its result.
+
+        Raises TaskNotFound; whatever `change` raises aborts the update and
+        propagates. When `change` returns the record unchanged nothing is written.
+        """
+        ...
+
+    async def list_tasks(self, owner: str, after: TaskCursor | None, limit: int) -> list[TaskRecord]:
+        """The owner's tasks ordered by (created_at, task_id), strictly after the cursor."""
+        ...
+
+    async def delete_expired_tasks(self, now_ms: int) -> list[str]:
+        """Delete tasks whose ttl ran out; return their ids."""
+        ...
+
+    async def queued_tasks(self, tool_names: Iterable[str], limit: int) -> list[TaskRecord]:
+        """Tasks waiting for a worker for one of these tools, oldest first."""
+        ...
+
+    async def tasks_of_worker(self, worker_id: str) -> list[TaskRecord]:
+        """Tasks offered to or running on this worker."""
+        ...
+
+    async def stale_offers(self, now_ms: int) -> list[TaskRecord]:
+        """Offered tasks whose worker did not acknowledge them in time."""
+        ...
+
+    # Workers.
+    async def put_worker(self, worker: WorkerRecord) -> None: ...
+
+    async def get_worker(self, worker_id: str) -> WorkerRecord | None: ...
+
+    async def delete_worker(self, worker_id: str) -> None: ...
+
+    async def list_workers(self) -> list[WorkerRecord]: ...
+
+
+class TaskCursor:
+    """Position in an owner's task list: (created_at, task_id) of the last task seen.
+
+    Encoded as opaque URL-safe text; a token that does not decode is refused
+    with ValueError, so a caller gets a clear error instead of a wrong page.
+    """
+
+    __slots__ = ("created_at", "task_id")
+
+    def __init__(self, created_at: int, task_id: str) -> None:
+        self.created_at = created_at
+        self.task_id = task_id
+
+    def encode(self) -> str:
+        raw = json.dumps([self.created_at, self.task_id], separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> TaskCursor:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            created_at, task_id = json.loads(raw)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"not a page token of this service: {token!r}") from exc
+        if not isinstance(created_at, int) or not isinstance(task_id, str):
+            raise ValueError(f"not a page token of this service: {token!r}")
+        return cls(created_at, task_id)
+
+    @classmethod
+    def after_task(cls, task: TaskRecord) -> TaskCursor:
+        return cls(task.created_at, task.task_id)
+
+    def precedes(self, task: TaskRecord) -> bool:
+        return (self.created_at, self.task_id) < (task.created_at, task.task_id)
+
+
+class LocalSubscription:
+    """A subscription of LocalChangeFeed: one event registered under several keys."""
+
+    __slots__ = ("_event", "_feed", "_keys")
+
+    def __init__(self, feed: LocalChangeFeed, keys: tuple[str, ...]) -> None:
+        self._feed = feed
+        self._keys = keys
+        self._event = asyncio.Event()
+
+    def _wake(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        try:
+            if timeout is None:
+                await self._event.wait()
+            else:
+                await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        self._event.clear()
+        return True
+
+    def close(self) -> None:
+        self._feed._remove(self)  # pyright: ignore[reportPrivateUsage]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class LocalChangeFeed:
+    """In-process change feed: wakes every subscriber of a key, on one event loop."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[LocalSubscription]] = {}
+
+    def subscribe(self, keys: Iterable[str]) -> LocalSubscription:
+        key_tuple = tuple(keys)
+        subscription = LocalSubscription(self, key_tuple)
+        for key in key_tuple:
+            self._subscribers.setdefault(key, set()).add(subscription)
+        return subscription
+
+    def _remove(self, subscription: LocalSubscription) -> None:
+        for key in subscription._keys:  # pyright: ignore[reportPrivateUsage]
+            subscribers = self._subscribers.get(key)
+            if subscribers is not None:
+                subscribers.discard(subscription)
+                if not subscribers:
+                    del self._subscribers[key]
+
+    def publish_now(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            for subscription in tuple(self._subscribers.get(key, ())):
+                subscription._wake()  # pyright: ignore[reportPrivateUsage]
+
+    async def publish(self, keys: Iterable[str]) -> None:
+        self.publish_now(keys)
