@@ -66,7 +66,8 @@ class ChangeFeed(Protocol):
 class TaskStore(Protocol):
     """Durable state of tasks and workers. Every method is atomic on its own."""
 
-    changes: ChangeFeed
+    @property
+    def changes(self) -> ChangeFeed: ...
 
     async def close(self) -> None: ...
 

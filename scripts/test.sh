@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The whole check, as CI runs it (.ci/run calls exactly this) and as a developer
+# runs it from a clone: installs what is missing, then lint, types, the generated
+# code, the proto contract, and the test suite. Each phase prints its time.
+#
+#   bash scripts/test.sh              # everything
+#   bash scripts/test.sh -k elicit    # extra arguments go to pytest
+#
+# Environment: PYTHON (python3), VENV (.venv), BUF_BREAKING_AGAINST (a buf input
+# to compare the protos with instead of the main branch, e.g. '.git#ref=HEAD~1').
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+# shellcheck source=scripts/_venv.sh
+. "$root/scripts/_venv.sh"
+
+phase_start=$SECONDS
+total_start=$SECONDS
+timings=()
+phase() {
+  local now=$SECONDS
+  if [ -n "${phase_name:-}" ]; then
+    timings+=("$(printf '%4ss  %s' $((now - phase_start)) "$phase_name")")
+  fi
+  phase_name=$1
+  phase_start=$now
+  [ -n "$phase_name" ] && printf '\n==== %s\n' "$phase_name"
+  return 0
+}
+report_timings() {
+  local rc=$?
+  phase ""
+  printf '\n==== timings (exit %s)\n' "$rc"
+  printf '%s\n' "${timings[@]}"
+  printf '%4ss  total\n' $((SECONDS - total_start))
+}
+trap report_timings EXIT
+
+phase "setup: python venv"
+ensure_venv
+py="$venv/bin/python"
+
+phase "setup: redis-server"
+if ! command -v redis-server >/dev/null 2>&1; then
+  apt_install redis-server
+fi
+redis-server --version
+
+phase "setup: buf (npm ci)"
+lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -x node_modules/.bin/buf ] || [ "$(cat node_modules/.taskservice-lock 2>/dev/null)" != "$lock_sum" ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_sum" > node_modules/.taskservice-lock
+fi
+buf() { "$root/node_modules/.bin/buf" "$@"; }
+buf --version
+
+phase "ruff check"
+"$py" -m ruff check .
+
+phase "mypy (strict)"
+"$py" -m mypy
+
+phase "generated code is up to date"
+bash scripts/check_generated.sh
+
+phase "buf lint"
+buf lint
+
+phase "buf breaking"
+against=${BUF_BREAKING_AGAINST:-}
+if [ -z "$against" ]; then
+  head=$(git rev-parse -q --verify HEAD || true)
+  for ref in refs/heads/main refs/remotes/origin/main; do
+    base=$(git rev-parse -q --verify "$ref^{commit}" || true)
+    if [ -n "$base" ]; then
+      if [ "$base" = "$head" ]; then
+        echo "note: ${ref#refs/*/} is HEAD; nothing to compare against, buf breaking skipped"
+        against=none
+      else
+        against=".git#ref=$ref"
+      fi
+      break
+    fi
+  done
+fi
+if [ -z "$against" ]; then
+  echo "note: no main branch in this clone; buf breaking skipped"
+elif [ "$against" != none ]; then
+  echo "buf breaking --against '$against'"
+  buf breaking --against "$against"
+fi
+
+phase "pytest"
+set +e
+"$py" -m pytest -q "$@"
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then
+  echo "error: pytest collected no tests" >&2
+fi
+exit "$rc"
