@@ -33,6 +33,12 @@ report_timings() {
   printf '\n==== timings (exit %s)\n' "$rc"
   printf '%s\n' "${timings[@]}"
   printf '%4ss  total\n' $((SECONDS - total_start))
+  # pytest's closing line last, so that it closes the run's output too.
+  if [ -s "${pytest_log:-}" ]; then
+    printf '\n'
+    tail -n 1 "$pytest_log"
+  fi
+  rm -f "${pytest_log:-}"
 }
 trap report_timings EXIT
 
@@ -55,48 +61,65 @@ fi
 buf() { "$root/node_modules/.bin/buf" "$@"; }
 buf --version
 
-phase "ruff check"
-"$py" -m ruff check .
+# The checks all run, even after one failed, so that one run shows every problem;
+# the script fails at the end when any of them did.
+failed=()
+check() {
+  local name=$1
+  shift
+  phase "$name"
+  local rc=0
+  "$@" || rc=$?
+  if [ "$rc" != 0 ]; then
+    echo "FAILED: $name (exit $rc)" >&2
+    failed+=("$name")
+  fi
+  return 0
+}
 
-phase "mypy (strict)"
-"$py" -m mypy
-
-phase "generated code is up to date"
-bash scripts/check_generated.sh
-
-phase "buf lint"
-buf lint
-
-phase "buf breaking"
-against=${BUF_BREAKING_AGAINST:-}
-if [ -z "$against" ]; then
-  head=$(git rev-parse -q --verify HEAD || true)
-  for ref in refs/heads/main refs/remotes/origin/main; do
-    base=$(git rev-parse -q --verify "$ref^{commit}" || true)
-    if [ -n "$base" ]; then
+breaking() {
+  local against=${BUF_BREAKING_AGAINST:-} head base ref
+  if [ -z "$against" ]; then
+    head=$(git rev-parse -q --verify HEAD || true)
+    for ref in refs/heads/main refs/remotes/origin/main; do
+      base=$(git rev-parse -q --verify "$ref^{commit}" || true)
+      [ -n "$base" ] || continue
       if [ "$base" = "$head" ]; then
         echo "note: ${ref#refs/*/} is HEAD; nothing to compare against, buf breaking skipped"
-        against=none
-      else
-        against=".git#ref=$ref"
+        return 0
       fi
+      against=".git#ref=$ref"
       break
-    fi
-  done
-fi
-if [ -z "$against" ]; then
-  echo "note: no main branch in this clone; buf breaking skipped"
-elif [ "$against" != none ]; then
+    done
+  fi
+  if [ -z "$against" ]; then
+    echo "note: no main branch in this clone; buf breaking skipped"
+    return 0
+  fi
   echo "buf breaking --against '$against'"
   buf breaking --against "$against"
-fi
+}
 
-phase "pytest"
-set +e
-"$py" -m pytest -q "$@"
-rc=$?
-set -e
-if [ "$rc" = 5 ]; then
-  echo "error: pytest collected no tests" >&2
+pytest_log=$(mktemp)
+run_pytest() {
+  "$py" -m pytest -q "$@" 2>&1 | tee "$pytest_log"
+  local rc=${PIPESTATUS[0]}
+  if [ "$rc" = 5 ]; then
+    echo "error: pytest collected no tests" >&2
+  fi
+  return "$rc"
+}
+
+check "ruff check" "$py" -m ruff check .
+check "mypy (strict)" "$py" -m mypy
+check "generated code is up to date" bash scripts/check_generated.sh
+check "buf lint" buf lint
+check "buf breaking" breaking
+check "pytest" run_pytest "$@"
+
+phase ""
+if [ "${#failed[@]}" != 0 ]; then
+  printf '\nFAILED checks: %s\n' "$(IFS=,; echo "${failed[*]}" | sed 's/,/, /g')" >&2
+  exit 1
 fi
-exit "$rc"
+printf '\nall checks passed\n'
