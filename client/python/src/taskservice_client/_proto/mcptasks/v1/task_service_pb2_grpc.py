@@ -120,6 +120,21 @@ class TaskServiceStub(object):
                 request_serializer=mcptasks_dot_v1_dot_task__service__pb2.UnregisterWorkerRequest.SerializeToString,
                 response_deserializer=mcptasks_dot_v1_dot_task__service__pb2.UnregisterWorkerResponse.FromString,
                 _registered_method=True)
+        self.CreateStoredTask = channel.unary_unary(
+                '/mcptasks.v1.TaskService/CreateStoredTask',
+                request_serializer=mcptasks_dot_v1_dot_task__service__pb2.CreateStoredTaskRequest.SerializeToString,
+                response_deserializer=mcptasks_dot_v1_dot_task__service__pb2.CreateStoredTaskResponse.FromString,
+                _registered_method=True)
+        self.UpdateTask = channel.unary_unary(
+                '/mcptasks.v1.TaskService/UpdateTask',
+                request_serializer=mcptasks_dot_v1_dot_task__service__pb2.UpdateTaskRequest.SerializeToString,
+                response_deserializer=mcptasks_dot_v1_dot_task__service__pb2.UpdateTaskResponse.FromString,
+                _registered_method=True)
+        self.DeleteTask = channel.unary_unary(
+                '/mcptasks.v1.TaskService/DeleteTask',
+                request_serializer=mcptasks_dot_v1_dot_task__service__pb2.DeleteTaskRequest.SerializeToString,
+                response_deserializer=mcptasks_dot_v1_dot_task__service__pb2.DeleteTaskResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer(object):
@@ -244,6 +259,36 @@ class TaskServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateStoredTask(self, request, context):
+        """Storage operations for GrpcTaskStore, the MCP SDK's `TaskStore` backed by this
+        service (the other operations it needs are GetTask, WatchTask, UpdateStatus,
+        Complete, Fail and BridgeService's CreateTask, ListTasks, CancelTask and GetTaskResult).
+
+        Create a task that no worker runs (its creator runs it), under an id the caller
+        chose: ALREADY_EXISTS when the id is taken. The SDK's servers choose
+        session-scoped ids (`<scope>:<uuid>`), so the id allows 1-128 characters of
+        [A-Za-z0-9._~:-].
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTask(self, request, context):
+        """Set a task's status and/or status message in one change, as the SDK's
+        `TaskStore.update_task` does: FAILED_PRECONDITION when a terminal task would
+        change its status; COMPLETED needs a result stored with Complete instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTask(self, request, context):
+        """Delete a task and everything stored with it (requests, result).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -326,6 +371,21 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.UnregisterWorker,
                     request_deserializer=mcptasks_dot_v1_dot_task__service__pb2.UnregisterWorkerRequest.FromString,
                     response_serializer=mcptasks_dot_v1_dot_task__service__pb2.UnregisterWorkerResponse.SerializeToString,
+            ),
+            'CreateStoredTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateStoredTask,
+                    request_deserializer=mcptasks_dot_v1_dot_task__service__pb2.CreateStoredTaskRequest.FromString,
+                    response_serializer=mcptasks_dot_v1_dot_task__service__pb2.CreateStoredTaskResponse.SerializeToString,
+            ),
+            'UpdateTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTask,
+                    request_deserializer=mcptasks_dot_v1_dot_task__service__pb2.UpdateTaskRequest.FromString,
+                    response_serializer=mcptasks_dot_v1_dot_task__service__pb2.UpdateTaskResponse.SerializeToString,
+            ),
+            'DeleteTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTask,
+                    request_deserializer=mcptasks_dot_v1_dot_task__service__pb2.DeleteTaskRequest.FromString,
+                    response_serializer=mcptasks_dot_v1_dot_task__service__pb2.DeleteTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -766,6 +826,87 @@ class TaskService(object):
             '/mcptasks.v1.TaskService/UnregisterWorker',
             mcptasks_dot_v1_dot_task__service__pb2.UnregisterWorkerRequest.SerializeToString,
             mcptasks_dot_v1_dot_task__service__pb2.UnregisterWorkerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateStoredTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcptasks.v1.TaskService/CreateStoredTask',
+            mcptasks_dot_v1_dot_task__service__pb2.CreateStoredTaskRequest.SerializeToString,
+            mcptasks_dot_v1_dot_task__service__pb2.CreateStoredTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcptasks.v1.TaskService/UpdateTask',
+            mcptasks_dot_v1_dot_task__service__pb2.UpdateTaskRequest.SerializeToString,
+            mcptasks_dot_v1_dot_task__service__pb2.UpdateTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcptasks.v1.TaskService/DeleteTask',
+            mcptasks_dot_v1_dot_task__service__pb2.DeleteTaskRequest.SerializeToString,
+            mcptasks_dot_v1_dot_task__service__pb2.DeleteTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

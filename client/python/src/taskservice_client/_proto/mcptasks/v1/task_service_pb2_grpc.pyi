@@ -125,6 +125,35 @@ class TaskServiceStub:
     ]
     """Withdraw a worker: its tools are no longer served by it and its leases are released."""
 
+    CreateStoredTask: grpc.UnaryUnaryMultiCallable[
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.CreateStoredTaskRequest,
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.CreateStoredTaskResponse,
+    ]
+    """Storage operations for GrpcTaskStore, the MCP SDK's `TaskStore` backed by this
+    service (the other operations it needs are GetTask, WatchTask, UpdateStatus,
+    Complete, Fail and BridgeService's CreateTask, ListTasks, CancelTask and GetTaskResult).
+
+    Create a task that no worker runs (its creator runs it), under an id the caller
+    chose: ALREADY_EXISTS when the id is taken. The SDK's servers choose
+    session-scoped ids (`<scope>:<uuid>`), so the id allows 1-128 characters of
+    [A-Za-z0-9._~:-].
+    """
+
+    UpdateTask: grpc.UnaryUnaryMultiCallable[
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.UpdateTaskRequest,
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.UpdateTaskResponse,
+    ]
+    """Set a task's status and/or status message in one change, as the SDK's
+    `TaskStore.update_task` does: FAILED_PRECONDITION when a terminal task would
+    change its status; COMPLETED needs a result stored with Complete instead.
+    """
+
+    DeleteTask: grpc.UnaryUnaryMultiCallable[
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.DeleteTaskRequest,
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.DeleteTaskResponse,
+    ]
+    """Delete a task and everything stored with it (requests, result)."""
+
 class TaskServiceAsyncStub:
     """The worker-facing service: what the code running a task may do with it.
 
@@ -231,6 +260,35 @@ class TaskServiceAsyncStub:
         taskservice_client._proto.mcptasks.v1.task_service_pb2.UnregisterWorkerResponse,
     ]
     """Withdraw a worker: its tools are no longer served by it and its leases are released."""
+
+    CreateStoredTask: grpc.aio.UnaryUnaryMultiCallable[
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.CreateStoredTaskRequest,
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.CreateStoredTaskResponse,
+    ]
+    """Storage operations for GrpcTaskStore, the MCP SDK's `TaskStore` backed by this
+    service (the other operations it needs are GetTask, WatchTask, UpdateStatus,
+    Complete, Fail and BridgeService's CreateTask, ListTasks, CancelTask and GetTaskResult).
+
+    Create a task that no worker runs (its creator runs it), under an id the caller
+    chose: ALREADY_EXISTS when the id is taken. The SDK's servers choose
+    session-scoped ids (`<scope>:<uuid>`), so the id allows 1-128 characters of
+    [A-Za-z0-9._~:-].
+    """
+
+    UpdateTask: grpc.aio.UnaryUnaryMultiCallable[
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.UpdateTaskRequest,
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.UpdateTaskResponse,
+    ]
+    """Set a task's status and/or status message in one change, as the SDK's
+    `TaskStore.update_task` does: FAILED_PRECONDITION when a terminal task would
+    change its status; COMPLETED needs a result stored with Complete instead.
+    """
+
+    DeleteTask: grpc.aio.UnaryUnaryMultiCallable[
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.DeleteTaskRequest,
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.DeleteTaskResponse,
+    ]
+    """Delete a task and everything stored with it (requests, result)."""
 
 class TaskServiceServicer(metaclass=abc.ABCMeta):
     """The worker-facing service: what the code running a task may do with it.
@@ -370,5 +428,40 @@ class TaskServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[taskservice_client._proto.mcptasks.v1.task_service_pb2.UnregisterWorkerResponse, collections.abc.Awaitable[taskservice_client._proto.mcptasks.v1.task_service_pb2.UnregisterWorkerResponse]]:
         """Withdraw a worker: its tools are no longer served by it and its leases are released."""
+
+    @abc.abstractmethod
+    def CreateStoredTask(
+        self,
+        request: taskservice_client._proto.mcptasks.v1.task_service_pb2.CreateStoredTaskRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[taskservice_client._proto.mcptasks.v1.task_service_pb2.CreateStoredTaskResponse, collections.abc.Awaitable[taskservice_client._proto.mcptasks.v1.task_service_pb2.CreateStoredTaskResponse]]:
+        """Storage operations for GrpcTaskStore, the MCP SDK's `TaskStore` backed by this
+        service (the other operations it needs are GetTask, WatchTask, UpdateStatus,
+        Complete, Fail and BridgeService's CreateTask, ListTasks, CancelTask and GetTaskResult).
+
+        Create a task that no worker runs (its creator runs it), under an id the caller
+        chose: ALREADY_EXISTS when the id is taken. The SDK's servers choose
+        session-scoped ids (`<scope>:<uuid>`), so the id allows 1-128 characters of
+        [A-Za-z0-9._~:-].
+        """
+
+    @abc.abstractmethod
+    def UpdateTask(
+        self,
+        request: taskservice_client._proto.mcptasks.v1.task_service_pb2.UpdateTaskRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[taskservice_client._proto.mcptasks.v1.task_service_pb2.UpdateTaskResponse, collections.abc.Awaitable[taskservice_client._proto.mcptasks.v1.task_service_pb2.UpdateTaskResponse]]:
+        """Set a task's status and/or status message in one change, as the SDK's
+        `TaskStore.update_task` does: FAILED_PRECONDITION when a terminal task would
+        change its status; COMPLETED needs a result stored with Complete instead.
+        """
+
+    @abc.abstractmethod
+    def DeleteTask(
+        self,
+        request: taskservice_client._proto.mcptasks.v1.task_service_pb2.DeleteTaskRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[taskservice_client._proto.mcptasks.v1.task_service_pb2.DeleteTaskResponse, collections.abc.Awaitable[taskservice_client._proto.mcptasks.v1.task_service_pb2.DeleteTaskResponse]]:
+        """Delete a task and everything stored with it (requests, result)."""
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
