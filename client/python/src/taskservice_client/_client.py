@@ -1,0 +1,92 @@
+"""The one place that makes calls: stubs, call metadata, deadlines and retries."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import anyio
+import grpc
+
+from taskservice_client._channel import ChannelOptions, RetryPolicy, TLSConfig, open_channel
+from taskservice_client._errors import RETRYABLE, TaskServiceError, translate
+from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2_grpc, task_service_pb2_grpc
+
+log = logging.getLogger("taskservice_client")
+
+R = TypeVar("R")
+
+# A unary call may be retried on these too: its deadline passed on a connection
+# that died silently (the service restarted), which a new attempt repairs.
+_UNARY_RETRYABLE = RETRYABLE | {grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+class ServiceClient:
+    """Stubs of both services over one channel, with the caller's credentials on every call."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls: TLSConfig | bool = False,
+        retry: RetryPolicy | None = None,
+        rpc_timeout: float = 30.0,
+        channel_options: ChannelOptions | None = None,
+    ) -> None:
+        if rpc_timeout <= 0:
+            raise ValueError("rpc_timeout must be positive")
+        self.target = target
+        self.channel = open_channel(target, tls=tls, options=channel_options)
+        self.retry = retry or RetryPolicy()
+        self.rpc_timeout = rpc_timeout
+        self.metadata: tuple[tuple[str, str], ...] | None = (
+            (("authorization", f"Bearer {token}"),) if token else None
+        )
+        # The generated stubs are typed for the synchronous API; the calls are made
+        # through `unary` and `stream`, which give them their real types.
+        self.tasks: Any = task_service_pb2_grpc.TaskServiceStub(self.channel)
+        self.bridge: Any = bridge_service_pb2_grpc.BridgeServiceStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close(None)
+
+    async def unary(
+        self,
+        rpc: Callable[..., Any],
+        request: object,
+        response_type: type[R],
+        *,
+        retry: bool = True,
+        deadline: float | None = None,
+    ) -> R:
+        """Make a unary call, again after a backoff while the service is unreachable."""
+        name = _method_name(rpc)
+        backoff = self.retry.backoff()
+        while True:
+            try:
+                response = await rpc(request, timeout=deadline or self.rpc_timeout, metadata=self.metadata)
+                return cast("R", response)
+            except grpc.aio.AioRpcError as error:
+                if not retry or error.code() not in _UNARY_RETRYABLE:
+                    raise translate(error, name) from None
+                delay = backoff.next_delay()
+                if delay is None:
+                    raise translate(error, name) from None
+                log.debug("%s: %s; again in %.2fs", name, error.code().name, delay)
+                await anyio.sleep(delay)
+
+    def stream(self, rpc: Callable[..., Any], request: object) -> grpc.aio.UnaryStreamCall[Any, Any]:
+        """Open a server stream (no deadline: it lasts as long as the wait)."""
+        return cast("grpc.aio.UnaryStreamCall[Any, Any]", rpc(request, metadata=self.metadata))
+
+
+def _method_name(rpc: Callable[..., Any]) -> str:
+    method = getattr(rpc, "_method", b"")
+    if isinstance(method, bytes):
+        return method.decode(errors="replace")
+    return str(method)
+
+
+__all__ = ["ServiceClient", "TaskServiceError"]

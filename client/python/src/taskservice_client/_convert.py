@@ -1,0 +1,168 @@
+"""Conversions between the wire (protobuf) and the MCP SDK's pydantic models.
+
+MCP payloads travel as `google.protobuf.Struct`, whose numbers are all doubles;
+`struct_to_dict` turns integral doubles back into ints so that models with
+strict integer fields (a task's `ttl`, `maxTokens`) validate again.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic
+from google.protobuf import struct_pb2, timestamp_pb2
+from mcp import types
+
+from taskservice_client._proto.mcptasks.v1 import task_pb2
+
+JsonObject = dict[str, Any]
+
+_MAX_SAFE_INT = 2**53
+
+STATUS_FROM_PROTO: dict[int, types.TaskStatus] = {
+    task_pb2.TASK_STATUS_WORKING: types.TASK_STATUS_WORKING,
+    task_pb2.TASK_STATUS_INPUT_REQUIRED: types.TASK_STATUS_INPUT_REQUIRED,
+    task_pb2.TASK_STATUS_COMPLETED: types.TASK_STATUS_COMPLETED,
+    task_pb2.TASK_STATUS_FAILED: types.TASK_STATUS_FAILED,
+    task_pb2.TASK_STATUS_CANCELLED: types.TASK_STATUS_CANCELLED,
+}
+
+TERMINAL_STATUSES: frozenset[types.TaskStatus] = frozenset(
+    {types.TASK_STATUS_COMPLETED, types.TASK_STATUS_FAILED, types.TASK_STATUS_CANCELLED}
+)
+
+TASK_SUPPORT_TO_PROTO: dict[str, int] = {
+    "optional": task_pb2.TASK_SUPPORT_OPTIONAL,
+    "required": task_pb2.TASK_SUPPORT_REQUIRED,
+    "forbidden": task_pb2.TASK_SUPPORT_FORBIDDEN,
+}
+
+
+def is_terminal(status: types.TaskStatus) -> bool:
+    return status in TERMINAL_STATUSES
+
+
+def _plain(value: Any) -> Any:
+    """Integral doubles back to ints, recursively."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _MAX_SAFE_INT:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def value_to_python(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind is None or kind == "null_value":
+        return None
+    if kind == "number_value":
+        return _plain(value.number_value)
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    return [value_to_python(item) for item in value.list_value.values]
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> JsonObject:
+    return {key: value_to_python(value) for key, value in struct.fields.items()}
+
+
+def _json_safe(data: Any) -> Any:
+    """Round-trip through JSON so that tuples, enums of str and the like become plain JSON."""
+    return json.loads(json.dumps(data))
+
+
+def dict_to_struct(data: JsonObject) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(_json_safe(data))
+    return struct
+
+
+def python_to_value(data: Any) -> struct_pb2.Value:
+    value = struct_pb2.Value()
+    safe = _json_safe(data)
+    if safe is None:
+        value.null_value = struct_pb2.NULL_VALUE
+    elif isinstance(safe, bool):
+        value.bool_value = safe
+    elif isinstance(safe, int | float):
+        value.number_value = safe
+    elif isinstance(safe, str):
+        value.string_value = safe
+    elif isinstance(safe, dict):
+        value.struct_value.update(safe)
+    else:
+        value.list_value.extend(safe)
+    return value
+
+
+def dump_model(model: pydantic.BaseModel) -> JsonObject:
+    """An MCP model as the JSON it has on the wire (aliases, no nulls)."""
+    return model.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def model_struct(model: pydantic.BaseModel) -> struct_pb2.Struct:
+    return dict_to_struct(dump_model(model))
+
+
+def timestamp_to_datetime(ts: timestamp_pb2.Timestamp) -> datetime:
+    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, tz=UTC)
+
+
+def datetime_to_timestamp(when: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(when)
+    return ts
+
+
+def task_from_proto(message: task_pb2.Task) -> types.Task:
+    """The wire `Task` as the SDK's `mcp.types.Task`."""
+    status = STATUS_FROM_PROTO.get(message.status)
+    if status is None:
+        raise ValueError(f"task {message.task_id!r} has no valid status ({message.status})")
+    return types.Task(
+        taskId=message.task_id,
+        status=status,
+        statusMessage=message.status_message or None,
+        createdAt=timestamp_to_datetime(message.created_at),
+        lastUpdatedAt=timestamp_to_datetime(message.last_updated_at),
+        ttl=message.ttl_ms or None,
+        pollInterval=message.poll_interval_ms or None,
+    )
+
+
+def mcp_error_data(error: task_pb2.McpError) -> types.ErrorData:
+    data = value_to_python(error.data) if error.HasField("data") else None
+    return types.ErrorData(code=error.code, message=error.message, data=data)
+
+
+def call_tool_result(value: object, *, structured: bool = False) -> types.CallToolResult:
+    """A tool's return value as a `CallToolResult`: models pass, dicts and strings are wrapped.
+
+    A dict becomes JSON text content, and also `structuredContent` when the
+    tool declared an output schema (`structured`). None is an empty result.
+    """
+    if isinstance(value, types.CallToolResult):
+        return value
+    if value is None:
+        return types.CallToolResult(content=[])
+    if isinstance(value, str):
+        return types.CallToolResult(content=[types.TextContent(type="text", text=value)])
+    if isinstance(value, dict):
+        text = json.dumps(value, ensure_ascii=False)
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=text)],
+            structuredContent=value if structured else None,
+        )
+    if isinstance(
+        value, types.TextContent | types.ImageContent | types.AudioContent | types.EmbeddedResource
+    ):
+        return types.CallToolResult(content=[value])
+    raise TypeError(f"a tool must return a CallToolResult, a dict, a str or None, not {type(value).__name__}")

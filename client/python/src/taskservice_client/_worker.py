@@ -1,0 +1,608 @@
+"""Worker: declares tools to the service, takes assignments and runs them with a RemoteTaskContext."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Literal, TypeVar, overload
+
+import anyio
+import grpc
+from mcp.types import ToolAnnotations
+
+from taskservice_client._channel import ChannelOptions, RetryPolicy, TLSConfig
+from taskservice_client._client import ServiceClient
+from taskservice_client._context import RemoteTaskContext
+from taskservice_client._convert import (
+    TASK_SUPPORT_TO_PROTO,
+    call_tool_result,
+    dict_to_struct,
+    dump_model,
+    is_terminal,
+    struct_to_dict,
+    task_from_proto,
+)
+from taskservice_client._errors import RETRYABLE, TaskServiceError, translate
+from taskservice_client._proto.mcptasks.v1 import task_pb2, task_service_pb2
+
+log = logging.getLogger("taskservice_client")
+
+pb = task_service_pb2
+
+_SHUTTING_DOWN = "the worker is shutting down"
+
+TaskSupport = Literal["optional", "required", "forbidden"]
+ToolFunction = Callable[[RemoteTaskContext, dict[str, Any]], Awaitable[Any]]
+F = TypeVar("F", bound=ToolFunction)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolRegistration:
+    """A tool a worker serves: its MCP declaration and the function that runs it."""
+
+    name: str
+    function: ToolFunction
+    title: str | None = None
+    description: str | None = None
+    input_schema: dict[str, Any] = dataclasses.field(default_factory=lambda: {"type": "object"})
+    output_schema: dict[str, Any] | None = None
+    task_support: TaskSupport = "optional"
+    retry_safe: bool = False
+    annotations: dict[str, Any] | None = None
+
+    def definition(self) -> task_pb2.ToolDefinition:
+        fields: dict[str, Any] = {
+            "name": self.name,
+            "title": self.title or "",
+            "description": self.description or "",
+            "input_schema": dict_to_struct(self.input_schema),
+            "task_support": TASK_SUPPORT_TO_PROTO[self.task_support],
+            "retry_safe": self.retry_safe,
+        }
+        if self.output_schema is not None:
+            fields["output_schema"] = dict_to_struct(self.output_schema)
+        if self.annotations is not None:
+            fields["annotations"] = dict_to_struct(self.annotations)
+        return task_pb2.ToolDefinition(**fields)
+
+
+@dataclasses.dataclass(slots=True)
+class _Registration:
+    worker_id: str
+    heartbeat_interval: float
+    lease_ttl: float
+
+
+class _Running:
+    """One assignment this worker holds."""
+
+    def __init__(self, assignment: pb.Assignment, tool: ToolRegistration) -> None:
+        self.task_id = assignment.task.task_id
+        self.lease_id = assignment.lease_id
+        self.assignment = assignment
+        self.tool = tool
+        self.acked = False
+        self.ctx: RemoteTaskContext | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.stop_reason: Literal["cancelled", "handed_back", "lost"] | None = None
+
+    def stop(self, reason: Literal["cancelled", "handed_back", "lost"]) -> None:
+        """Stop the tool's work: the task was cancelled, is handed back, or is no longer ours."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if reason != "handed_back" and self.ctx is not None:
+            self.ctx.request_cancellation()
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+class Worker:
+    """Runs MCP tools as tasks of the task service.
+
+    ```python
+    worker = Worker("127.0.0.1:50051")
+
+    @worker.tool(description="Add two numbers")
+    async def add(ctx: RemoteTaskContext, arguments: dict) -> CallToolResult: ...
+
+    asyncio.run(worker.run())
+    ```
+
+    `run()` declares the tools, takes assignments (at most
+    `max_concurrent_tasks` at once), keeps their leases alive, completes each
+    task with its tool's return value or fails it with the exception's message,
+    and cancels a tool when its task is cancelled. When the service goes away
+    it reconnects with backoff; its tasks keep running meanwhile. On SIGTERM or
+    SIGINT (or `shutdown()`) it stops taking work, lets running tasks finish
+    for up to `shutdown_timeout` seconds and hands back the rest.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls: TLSConfig | bool = False,
+        name: str | None = None,
+        max_concurrent_tasks: int = 10,
+        shutdown_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        rpc_timeout: float = 30.0,
+        channel_options: ChannelOptions | None = None,
+    ) -> None:
+        if max_concurrent_tasks < 1:
+            raise ValueError("max_concurrent_tasks must be at least 1")
+        if shutdown_timeout < 0:
+            raise ValueError("shutdown_timeout must not be negative")
+        self.target = target
+        self.token = token
+        self.tls = tls
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.max_concurrent_tasks = max_concurrent_tasks
+        self.shutdown_timeout = shutdown_timeout
+        self.retry = retry or RetryPolicy()
+        self.rpc_timeout = rpc_timeout
+        self.channel_options = channel_options
+        self._tools: dict[str, ToolRegistration] = {}
+        self._started = False
+        self._worker_id = ""
+        self._registration: _Registration | None = None
+        self._registration_lock: anyio.Lock | None = None
+        self._running: dict[str, _Running] = {}
+        self._stop: anyio.Event | None = None
+        self._stop_requested = False
+        self._hurry = False
+        self._accepting = False
+        self._idle: anyio.Event | None = None
+        self._fatal: BaseException | None = None
+
+    # ------------------------------------------------------------------ tools
+
+    @property
+    def tools(self) -> dict[str, ToolRegistration]:
+        """The declared tools, by name."""
+        return dict(self._tools)
+
+    @property
+    def worker_id(self) -> str:
+        """The id the service gave this worker ("" until it registered)."""
+        return self._worker_id
+
+    @overload
+    def tool(self, name: F, /) -> F: ...
+
+    @overload
+    def tool(
+        self,
+        name: str | None = None,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        input_schema: dict[str, Any] | None = None,
+        output_schema: dict[str, Any] | None = None,
+        task_support: TaskSupport = "optional",
+        retry_safe: bool = False,
+        annotations: ToolAnnotations | dict[str, Any] | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def tool(
+        self,
+        name: str | F | None = None,
+        *,
+        title: str | None = None,
+        description: str | None = None,
+        input_schema: dict[str, Any] | None = None,
+        output_schema: dict[str, Any] | None = None,
+        task_support: TaskSupport = "optional",
+        retry_safe: bool = False,
+        annotations: ToolAnnotations | dict[str, Any] | None = None,
+    ) -> F | Callable[[F], F]:
+        """Declare `async def f(ctx: RemoteTaskContext, arguments: dict)` as a tool.
+
+        The name defaults to the function's name and the description to its
+        docstring. The function returns a `CallToolResult`, a dict (JSON text,
+        and structured content when `output_schema` is given) or a str.
+        `retry_safe` lets the service run the task again on another worker when
+        this one is lost. Usable bare (`@worker.tool`) or called.
+        """
+        if name is not None and not isinstance(name, str):
+            decorate: Callable[[F], F] = self.tool()
+            return decorate(name)
+        if task_support not in TASK_SUPPORT_TO_PROTO:
+            raise ValueError(f"task_support must be optional, required or forbidden, not {task_support!r}")
+        if input_schema is not None and input_schema.get("type") != "object":
+            raise ValueError('input_schema must be an object schema ({"type": "object", ...})')
+        if output_schema is not None and output_schema.get("type") != "object":
+            raise ValueError('output_schema must be an object schema ({"type": "object", ...})')
+        tool_name = name
+
+        def register(function: F) -> F:
+            candidate: object = function  # checked apart: the check would narrow F away
+            if not inspect.iscoroutinefunction(candidate):
+                raise TypeError(f"tool {function.__name__!r} must be an async function")
+            registered_name = tool_name or function.__name__
+            if self._started:
+                raise RuntimeError("declare tools before Worker.run()")
+            if registered_name in self._tools:
+                raise ValueError(f"tool {registered_name!r} is declared twice")
+            notes = annotations
+            self._tools[registered_name] = ToolRegistration(
+                name=registered_name,
+                function=function,
+                title=title,
+                description=description if description is not None else inspect.getdoc(function),
+                input_schema=dict(input_schema) if input_schema is not None else {"type": "object"},
+                output_schema=output_schema,
+                task_support=task_support,
+                retry_safe=retry_safe,
+                annotations=dump_model(notes) if isinstance(notes, ToolAnnotations) else notes,
+            )
+            return function
+
+        return register
+
+    # ---------------------------------------------------------------- running
+
+    def shutdown(self) -> None:
+        """Stop taking work and end `run()` once running tasks finished or were handed back.
+
+        Called a second time, hands back the running tasks at once.
+        """
+        if self._stop_requested:
+            self._hurry = True
+        self._stop_requested = True
+        if self._stop is not None:
+            self._stop.set()
+        for entry in list(self._running.values()) if self._hurry else ():
+            entry.stop("handed_back")
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Serve the tools until `shutdown()` (or SIGTERM/SIGINT when `handle_signals`)."""
+        if not self._tools:
+            raise RuntimeError("the worker declares no tools: use @worker.tool first")
+        if self._started:
+            raise RuntimeError("Worker.run() was called already")
+        self._started = True
+        self._stop = anyio.Event()
+        if self._stop_requested:
+            self._stop.set()
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._registration_lock = anyio.Lock()
+        self._accepting = True
+        client = ServiceClient(
+            self.target,
+            token=self.token,
+            tls=self.tls,
+            retry=self.retry,
+            rpc_timeout=self.rpc_timeout,
+            channel_options=self.channel_options,
+        )
+        try:
+            with self._signal_handlers(handle_signals):
+                # Tools run in `work`, which outlives the connection loops: a reconnect
+                # does not disturb them, and they drain after the loops stopped taking work.
+                async with anyio.create_task_group() as work, anyio.create_task_group() as connection:
+                    connection.start_soon(self._guard, self._heartbeats, client)
+                    assignments = anyio.CancelScope()
+                    connection.start_soon(self._guard, self._assignments, client, work, assignments)
+                    await self._stop.wait()
+                    self._accepting = False
+                    assignments.cancel()
+                    await self._drain()
+                    connection.cancel_scope.cancel()
+            await self._unregister(client)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await client.close()
+        if self._fatal is not None:
+            raise self._fatal
+
+    async def _guard(self, loop: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run a connection loop; an error it cannot recover from ends the worker."""
+        try:
+            await loop(*args)
+        except Exception as error:
+            log.error("worker %s stops: %s", self._worker_id or self.name, error)
+            if self._fatal is None:
+                self._fatal = error
+            self._hurry = True
+            self.shutdown()
+
+    @contextlib.contextmanager
+    def _signal_handlers(self, enabled: bool) -> Iterator[None]:
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        import asyncio
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            yield
+            return
+        installed: list[signal.Signals] = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(signum, self._on_signal, signum)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue
+            installed.append(signum)
+        try:
+            yield
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        log.info(
+            "%s: %s",
+            signum.name,
+            "handing back running tasks" if self._stop_requested else "no new work; finishing running tasks",
+        )
+        self.shutdown()
+
+    async def _drain(self) -> None:
+        assert self._idle is not None
+        if self._running:
+            log.info("waiting up to %ss for %d running task(s)", self.shutdown_timeout, len(self._running))
+        with anyio.move_on_after(0 if self._hurry else self.shutdown_timeout):
+            while not self._hurry and self._running:
+                with anyio.move_on_after(0.5):
+                    await self._idle.wait()
+        for entry in list(self._running.values()):
+            entry.stop("handed_back")
+        await self._idle.wait()
+
+    async def _unregister(self, client: ServiceClient) -> None:
+        if not self._worker_id:
+            return
+        with anyio.move_on_after(5):
+            try:
+                await client.unary(
+                    client.tasks.UnregisterWorker,
+                    pb.UnregisterWorkerRequest(worker_id=self._worker_id),
+                    pb.UnregisterWorkerResponse,
+                    retry=False,
+                )
+            except TaskServiceError as error:
+                log.info("unregister: %s", error)
+
+    # ---------------------------------------------------------- registration
+
+    async def _registered(self, client: ServiceClient) -> _Registration:
+        assert self._registration_lock is not None
+        async with self._registration_lock:
+            if self._registration is not None:
+                return self._registration
+            request = pb.RegisterWorkerRequest(
+                worker_id=self._worker_id,
+                name=self.name,
+                tools=[t.definition() for t in self._tools.values()],
+                max_concurrent_tasks=self.max_concurrent_tasks,
+            )
+            response = await client.unary(client.tasks.RegisterWorker, request, pb.RegisterWorkerResponse)
+            if self._worker_id and response.worker_id != self._worker_id:
+                log.info("re-registered as %s (was %s)", response.worker_id, self._worker_id)
+            self._worker_id = response.worker_id
+            lease = max(response.lease_ttl_ms, 1) / 1000
+            interval = response.heartbeat_interval_ms / 1000 if response.heartbeat_interval_ms else lease / 3
+            self._registration = _Registration(self._worker_id, max(interval, 0.05), lease)
+            log.info("worker %s serves %s", self._worker_id, ", ".join(self._tools))
+            return self._registration
+
+    def _lost(self, registration: _Registration) -> None:
+        """The service forgot this registration (its lease ran out, the store was lost): register again."""
+        if self._registration is registration:
+            log.warning("worker %s is not registered any more; registering again", registration.worker_id)
+            self._registration = None
+
+    # ------------------------------------------------------------ connection
+
+    async def _heartbeats(self, client: ServiceClient) -> None:
+        backoff = self.retry.backoff()
+        while True:
+            registration = await self._registered(client)
+            await anyio.sleep(registration.heartbeat_interval)
+            running = [e.task_id for e in self._running.values() if e.acked]
+            try:
+                response = await client.unary(
+                    client.tasks.Heartbeat,
+                    pb.HeartbeatRequest(worker_id=registration.worker_id, task_ids=running),
+                    pb.HeartbeatResponse,
+                    retry=False,
+                    deadline=max(registration.heartbeat_interval, 1.0),
+                )
+            except TaskServiceError as error:
+                if error.code is grpc.StatusCode.NOT_FOUND:
+                    self._lost(registration)
+                    continue
+                if error.code not in RETRYABLE | {grpc.StatusCode.DEADLINE_EXCEEDED}:
+                    raise
+                delay = backoff.next_delay()
+                log.info("heartbeat: %s", error)
+                if delay is not None:
+                    await anyio.sleep(min(delay, registration.heartbeat_interval))
+                continue
+            backoff.reset()
+            for task_id in response.cancelled_task_ids:
+                entry = self._running.get(task_id)
+                if entry is None:
+                    continue
+                ctx = entry.ctx
+                if ctx is not None and is_terminal(ctx.task.status) and ctx.task.status != "cancelled":
+                    continue  # the tool finished the task itself and is returning
+                entry.stop("lost")
+
+    async def _assignments(
+        self, client: ServiceClient, work: anyio.abc.TaskGroup, scope: anyio.CancelScope
+    ) -> None:
+        backoff = self.retry.backoff()
+        with scope:
+            while True:
+                registration = await self._registered(client)
+                call = client.stream(
+                    client.tasks.StreamAssignments,
+                    pb.StreamAssignmentsRequest(worker_id=registration.worker_id),
+                )
+                try:
+                    async for response in call:
+                        backoff.reset()
+                        await self._accept(client, work, response.assignment, registration)
+                except grpc.aio.AioRpcError as error:
+                    code = error.code()
+                    if code is grpc.StatusCode.NOT_FOUND:
+                        self._lost(registration)
+                        continue
+                    if code not in RETRYABLE | {grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL}:
+                        raise translate(error, "StreamAssignments") from None
+                    log.info("assignments: %s: %s", code.name, error.details())
+                finally:
+                    call.cancel()
+                delay = backoff.next_delay()
+                if delay is None:
+                    raise TaskServiceError(grpc.StatusCode.UNAVAILABLE, "gave up reconnecting")
+                await anyio.sleep(delay)
+
+    async def _accept(
+        self,
+        client: ServiceClient,
+        work: anyio.abc.TaskGroup,
+        assignment: pb.Assignment,
+        registration: _Registration,
+    ) -> None:
+        task_id = assignment.task.task_id
+        existing = self._running.get(task_id)
+        if existing is not None and existing.lease_id == assignment.lease_id:
+            return  # offered again after a reconnect: it is being handled
+        tool = self._tools.get(assignment.tool_name)
+        if tool is None or not self._accepting or len(self._running) >= self.max_concurrent_tasks:
+            why = "unknown tool" if tool is None else "the worker is shutting down or full"
+            work.start_soon(self._release, client, registration.worker_id, task_id, assignment.lease_id, why)
+            return
+        entry = _Running(assignment, tool)
+        self._running[task_id] = entry
+        assert self._idle is not None
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+        work.start_soon(self._run_task, client, registration.worker_id, entry)
+
+    async def _release(
+        self, client: ServiceClient, worker_id: str, task_id: str, lease_id: str, why: str
+    ) -> None:
+        with anyio.move_on_after(max(self.shutdown_timeout, 5.0)):
+            try:
+                await client.unary(
+                    client.tasks.ReleaseAssignment,
+                    pb.ReleaseAssignmentRequest(
+                        worker_id=worker_id, task_id=task_id, lease_id=lease_id, reason=why
+                    ),
+                    pb.ReleaseAssignmentResponse,
+                )
+                log.info("task %s handed back: %s", task_id, why)
+            except TaskServiceError as error:
+                log.info("task %s: hand-back failed: %s", task_id, error)
+
+    # ------------------------------------------------------------ one task
+
+    async def _run_task(self, client: ServiceClient, worker_id: str, entry: _Running) -> None:
+        try:
+            await self._run_entry(client, worker_id, entry)
+        except Exception:
+            log.exception("task %s: unexpected error in the worker", entry.task_id)
+        finally:
+            self._running.pop(entry.task_id, None)
+            if not self._running and self._idle is not None:
+                self._idle.set()
+
+    async def _run_entry(self, client: ServiceClient, worker_id: str, entry: _Running) -> None:
+        if entry.stop_reason is not None:
+            await self._release(client, worker_id, entry.task_id, entry.lease_id, _SHUTTING_DOWN)
+            return
+        try:
+            ack = await client.unary(
+                client.tasks.AckAssignment,
+                pb.AckAssignmentRequest(worker_id=worker_id, task_id=entry.task_id, lease_id=entry.lease_id),
+                pb.AckAssignmentResponse,
+            )
+        except TaskServiceError as error:
+            log.info("task %s: not started: %s", entry.task_id, error)
+            return
+        entry.acked = True
+        ctx = RemoteTaskContext(
+            task=task_from_proto(ack.task), client=client, on_cancel=lambda: entry.stop("cancelled")
+        )
+        entry.ctx = ctx
+        arguments = struct_to_dict(entry.assignment.arguments)
+        outcome: tuple[Literal["returned"], Any] | tuple[Literal["raised"], Exception] | None = None
+        with anyio.CancelScope() as scope:
+            entry.scope = scope
+            if entry.stop_reason is not None:
+                scope.cancel()
+            async with anyio.create_task_group() as watch:
+                watch.start_soon(self._watch, client, ctx, entry)
+                try:
+                    outcome = ("returned", await entry.tool.function(ctx, arguments))
+                except Exception as error:
+                    outcome = ("raised", error)
+                watch.cancel_scope.cancel()
+        entry.scope = None
+        if entry.stop_reason == "handed_back" and not is_terminal(ctx.task.status):
+            await self._release(client, worker_id, entry.task_id, entry.lease_id, _SHUTTING_DOWN)
+            return
+        if outcome is None or ctx.is_cancelled or entry.stop_reason is not None:
+            log.info("task %s stopped (%s)", entry.task_id, entry.stop_reason or "cancelled")
+            return
+        await self._finish(ctx, entry, outcome)
+
+    async def _finish(
+        self,
+        ctx: RemoteTaskContext,
+        entry: _Running,
+        outcome: tuple[Literal["returned"], Any] | tuple[Literal["raised"], Exception],
+    ) -> None:
+        if is_terminal(ctx.task.status):
+            return  # the tool completed or failed the task itself
+        try:
+            if outcome[0] == "returned":
+                try:
+                    result = call_tool_result(outcome[1], structured=entry.tool.output_schema is not None)
+                except TypeError as error:
+                    await ctx.fail(str(error))
+                    return
+                await ctx.complete(result)
+            else:
+                raised = outcome[1]
+                log.info("task %s failed: %r", entry.task_id, raised)
+                await ctx.fail(str(raised) or type(raised).__name__)
+        except TaskServiceError as error:
+            # Cancelled (or lost) meanwhile: the task's state is final already.
+            log.info("task %s: outcome not stored: %s", entry.task_id, error)
+
+    async def _watch(self, client: ServiceClient, ctx: RemoteTaskContext, entry: _Running) -> None:
+        """Follow the task: keep `ctx.task` current and stop the tool the moment it is cancelled."""
+        backoff = self.retry.backoff()
+        while True:
+            call = client.stream(client.tasks.WatchTask, pb.WatchTaskRequest(task_id=ctx.task_id))
+            try:
+                async for response in call:
+                    backoff.reset()
+                    task = ctx._observe(response.task)
+                    if is_terminal(task.status):
+                        return
+            except grpc.aio.AioRpcError as error:
+                if error.code() is grpc.StatusCode.NOT_FOUND:
+                    entry.stop("lost")  # expired or deleted: nobody waits for the result
+                    return
+                log.debug("watch %s: %s", ctx.task_id, error.code().name)
+            finally:
+                call.cancel()
+            delay = backoff.next_delay()
+            await anyio.sleep(delay if delay is not None else self.retry.max_backoff)
