@@ -105,6 +105,12 @@ class TaskFinished:
 TaskEvent = TaskChanged | RequestQueued | TaskFinished
 
 
+def _label(worker: WorkerRecord) -> str:
+    """How a task's status message names a worker: by its declared name. The worker id
+    is left out on purpose, because it addresses the worker's leases."""
+    return repr(worker.name) if worker.name else "(unnamed)"
+
+
 def _public_state(task: TaskRecord) -> tuple[object, ...]:
     return (task.status, task.status_message, task.last_updated_at, task.ttl_ms)
 
@@ -248,7 +254,7 @@ class TaskManager:
 
             async def changed() -> TaskRecord | None:
                 task = await self.get_task(task_id)
-                return None if _public_state(task) == current else task
+                return None if _public_state(task) == current else task  # noqa: B023 (used in this pass)
 
             task = await self._wait_until((task_key(task_id),), changed)
             last = _public_state(task)
@@ -373,7 +379,7 @@ class TaskManager:
             async def news() -> tuple[TaskRecord, list[ClientRequest]] | None:
                 task = await self.lookup_task(owner, task_id)
                 fresh = [r for r in task.pending_requests if r.request_id not in delivered]
-                if fresh or _public_state(task) != seen or task.status.is_terminal:
+                if fresh or _public_state(task) != seen or task.status.is_terminal:  # noqa: B023 (this pass)
                     return task, fresh
                 return None
 
@@ -507,8 +513,9 @@ class TaskManager:
             raise WorkerNotFound(worker_id)
         await self.store.delete_worker(worker_id)
         for task in await self.store.tasks_of_worker(worker_id):
-            await self._lose_lease(task.task_id, worker_id, "its worker withdrew")
-        await self.store.changes.publish((TOOLS_KEY,))
+            await self._lose_lease(task.task_id, worker_id, f"worker {_label(worker)} withdrew")
+        # worker_key ends the worker's own assignment stream (it re-checks and finds no worker).
+        await self.store.changes.publish((TOOLS_KEY, worker_key(worker_id)))
 
     async def assignments(self, worker_id: str) -> AsyncIterator[TaskRecord]:
         """Offer tasks to a worker as it has room; unacknowledged offers come again on reconnect."""
@@ -523,8 +530,15 @@ class TaskManager:
                 again = [t for t in held if t.dispatch is Dispatch.OFFERED and t.lease_id not in sent]
                 room = current.max_concurrent_tasks - len(held)
                 fresh: list[TaskRecord] = []
-                if room > 0:
-                    for candidate in await self.store.queued_tasks(current.tool_names, room):
+                # Read the queue again when other workers won claims: tasks beyond the
+                # first read may still be waiting, and no publish would wake us for them.
+                tried: set[str] = set()
+                while len(fresh) < room:
+                    candidates = await self.store.queued_tasks(current.tool_names, room - len(fresh))
+                    if tried.issuperset(t.task_id for t in candidates):
+                        break
+                    for candidate in candidates:
+                        tried.add(candidate.task_id)
                         claimed = await self._offer(candidate.task_id, current)
                         if claimed is not None:
                             fresh.append(claimed)
@@ -625,19 +639,22 @@ class TaskManager:
         expired = await self.store.delete_expired_tasks(now)
         if expired:
             log.info("deleted %d expired task(s)", len(expired))
-        lost_any = False
+        lost: list[str] = []
         for worker in await self.store.list_workers():
             if worker.lease_expires_at > now:
                 continue
-            lost_any = True
+            lost.append(worker_key(worker.worker_id))
             await self.store.delete_worker(worker.worker_id)
             silence = now - worker.lease_expires_at + self.limits.lease_ttl_ms
             for task in await self.store.tasks_of_worker(worker.worker_id):
                 await self._lose_lease(
-                    task.task_id, worker.worker_id, f"no heartbeat for {silence} ms"
+                    task.task_id,
+                    worker.worker_id,
+                    f"worker {_label(worker)} sent no heartbeat for {silence} ms",
                 )
-        if lost_any:
-            await self.store.changes.publish((TOOLS_KEY,))
+        if lost:
+            # worker_key ends a lost worker's assignment stream, which would otherwise hang.
+            await self.store.changes.publish((TOOLS_KEY, *lost))
         for task in await self.store.stale_offers(now):
             await self._lose_lease(task.task_id, task.worker_id, "the assignment was not acknowledged")
 

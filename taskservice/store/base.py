@@ -168,6 +168,11 @@ class LocalSubscription:
         self._event.set()
 
     async def wait(self, timeout: float | None = None) -> bool:
+        # A wake that already arrived is reported at once: asyncio.wait_for with
+        # timeout 0 would cancel event.wait() before it runs and report a timeout.
+        if self._event.is_set():
+            self._event.clear()
+            return True
         try:
             if timeout is None:
                 await self._event.wait()

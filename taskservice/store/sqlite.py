@@ -201,12 +201,21 @@ class SqliteTaskStore:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None:
-        row = self._db.execute("SELECT body FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
+        try:
+            row = self._db.execute("SELECT body FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store: {exc}") from exc
         return None if row is None else WorkerRecord.from_json(json.loads(row[0]))
 
     async def delete_worker(self, worker_id: str) -> None:
-        self._db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+        try:
+            self._db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store: {exc}") from exc
 
     async def list_workers(self) -> list[WorkerRecord]:
-        rows = self._db.execute("SELECT body FROM workers ORDER BY worker_id").fetchall()
+        try:
+            rows = self._db.execute("SELECT body FROM workers ORDER BY worker_id").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store: {exc}") from exc
         return [WorkerRecord.from_json(json.loads(row[0])) for row in rows]

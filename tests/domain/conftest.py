@@ -1,0 +1,47 @@
+"""Fixtures of the domain tests: a TaskManager over every store backend, on a fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from taskservice.domain.service import ServiceLimits, TaskManager
+from taskservice.store import TaskStore, open_store
+
+from .support import FakeClock
+
+BACKENDS = ["memory", "sqlite"]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def limits() -> ServiceLimits:
+    return ServiceLimits(
+        default_ttl_ms=60_000,
+        max_ttl_ms=600_000,
+        poll_interval_ms=500,
+        lease_ttl_ms=30_000,
+        default_page_size=3,
+        max_page_size=10,
+    )
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'tasks.db'}"
+    opened = open_store(url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def manager(store: TaskStore, limits: ServiceLimits, clock: FakeClock) -> TaskManager:
+    return TaskManager(store, limits, clock=clock)

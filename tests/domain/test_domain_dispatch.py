@@ -1,0 +1,453 @@
+"""TaskManager: workers, assignments with leases, acks, heartbeats, and losing a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+
+import pytest
+
+from taskservice.domain.errors import (
+    InvalidArgument,
+    InvalidTransition,
+    LeaseNotHeld,
+    TaskNotFound,
+    ToolNotServed,
+    WorkerNotFound,
+)
+from taskservice.domain.model import Dispatch, TaskRecord, TaskStatus, ToolSpec
+from taskservice.domain.service import ServiceLimits, TaskManager
+from taskservice.store import TaskStore
+
+from .support import TIMEOUT, FakeClock, closing, next_of, settle
+
+OWNER = "session-a"
+WORK = ToolSpec(name="work", description="not safe to run twice")
+SAFE = ToolSpec(name="safe", description="idempotent", retry_safe=True)
+
+
+async def stored(store: TaskStore, task_id: str) -> TaskRecord:
+    task = await store.get_task(task_id)
+    assert task is not None
+    return task
+
+
+async def take(stream: AsyncIterator[TaskRecord], count: int) -> list[TaskRecord]:
+    return [await next_of(stream) for _ in range(count)]
+
+
+async def stays_quiet(stream: AsyncIterator[TaskRecord]) -> asyncio.Future[TaskRecord]:
+    """Ask the stream for its next item and check it does not come yet; the caller awaits it later."""
+    pending = asyncio.ensure_future(next_of(stream))
+    await settle()
+    assert not pending.done(), "the stream offered a task it should not have"
+    return pending
+
+
+async def cancel(pending: asyncio.Future[TaskRecord]) -> None:
+    pending.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pending
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+async def test_register_worker_publishes_its_tools(
+    manager: TaskManager, clock: FakeClock, limits: ServiceLimits
+) -> None:
+    worker = await manager.register_worker([WORK, SAFE], name="alpha", max_concurrent_tasks=4)
+    assert worker.lease_expires_at == clock.now_ms + limits.lease_ttl_ms
+    assert worker.max_concurrent_tasks == 4
+    assert await manager.tools() == {"work": WORK, "safe": SAFE}
+
+
+async def test_register_worker_with_its_own_id_and_default_concurrency(manager: TaskManager) -> None:
+    worker = await manager.register_worker([WORK], worker_id="worker-1", max_concurrent_tasks=0)
+    assert worker.worker_id == "worker-1"
+    assert worker.max_concurrent_tasks == 1
+
+
+@pytest.mark.parametrize(
+    ("tools", "kwargs", "field"),
+    [
+        ([ToolSpec(name="")], {}, "tools[0].name"),
+        ([WORK, WORK], {}, "tools[0].name"),
+        ([WORK], {"worker_id": "bad id"}, "worker_id"),
+        ([WORK], {"max_concurrent_tasks": -1}, "max_concurrent_tasks"),
+    ],
+)
+async def test_register_worker_refuses_bad_declarations(
+    manager: TaskManager, tools: list[ToolSpec], kwargs: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        await manager.register_worker(tools, **kwargs)  # type: ignore[arg-type]
+    assert caught.value.field == field
+    assert await manager.tools() == {}
+
+
+async def test_create_task_with_an_unknown_tool_raises_tool_not_served(
+    manager: TaskManager, store: TaskStore
+) -> None:
+    await manager.register_worker([WORK])
+    with pytest.raises(ToolNotServed) as caught:
+        await manager.create_task(OWNER, "nobody-serves-this", {})
+    assert caught.value.tool_name == "nobody-serves-this"
+    assert await store.list_tasks(OWNER, None, 10) == []
+
+
+async def test_a_tool_of_a_worker_whose_lease_ran_out_is_not_served(
+    manager: TaskManager, clock: FakeClock, limits: ServiceLimits
+) -> None:
+    await manager.register_worker([WORK])
+    clock.advance(limits.lease_ttl_ms)
+    assert await manager.tools() == {}
+    with pytest.raises(ToolNotServed):
+        await manager.create_task(OWNER, "work", {})
+
+
+async def test_create_task_for_a_served_tool_queues_it(manager: TaskManager) -> None:
+    await manager.register_worker([WORK, SAFE])
+    task = await manager.create_task(OWNER, "work", {"n": 1})
+    assert (task.dispatch, task.tool_name, task.arguments, task.retry_safe) == (
+        Dispatch.QUEUED,
+        "work",
+        {"n": 1},
+        False,
+    )
+    assert (await manager.create_task(OWNER, "safe")).retry_safe is True
+    assert (await manager.create_task(OWNER)).dispatch is Dispatch.DONE
+
+
+# -------------------------------------------------------------------------- assignments
+
+
+async def test_assignments_offer_queued_tasks_within_max_concurrent_tasks(
+    manager: TaskManager, store: TaskStore, clock: FakeClock, limits: ServiceLimits
+) -> None:
+    worker = await manager.register_worker([WORK], max_concurrent_tasks=2)
+    tasks = []
+    for _ in range(3):
+        tasks.append(await manager.create_task(OWNER, "work"))
+        clock.advance(1)
+
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        offered = await take(stream, 2)
+        assert [t.task_id for t in offered] == [t.task_id for t in tasks[:2]]  # oldest first
+        for task in offered:
+            assert task.dispatch is Dispatch.OFFERED
+            assert task.worker_id == worker.worker_id
+            assert task.lease_id
+            assert task.lease_expires_at == clock.now_ms + limits.lease_ttl_ms
+            assert task.attempts == 1
+            assert await stored(store, task.task_id) == task
+        assert (await stored(store, tasks[2].task_id)).dispatch is Dispatch.QUEUED
+
+        pending = await stays_quiet(stream)  # no room for the third task
+        await manager.ack(worker.worker_id, offered[0].task_id, offered[0].lease_id)
+        await settle()
+        assert not pending.done()  # acknowledging does not free room
+
+        await manager.complete(offered[0].task_id, {"content": []})
+        third = await asyncio.wait_for(pending, TIMEOUT)
+        assert third.task_id == tasks[2].task_id
+
+
+async def test_assignments_wake_when_a_task_is_created(manager: TaskManager) -> None:
+    worker = await manager.register_worker([WORK])
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        pending = await stays_quiet(stream)
+        task = await manager.create_task(OWNER, "work")
+        assert (await asyncio.wait_for(pending, TIMEOUT)).task_id == task.task_id
+
+
+async def test_assignments_only_offer_the_workers_tools(manager: TaskManager, store: TaskStore) -> None:
+    await manager.register_worker([SAFE])
+    worker = await manager.register_worker([WORK], max_concurrent_tasks=5)
+    safe_task = await manager.create_task(OWNER, "safe")
+    work_task = await manager.create_task(OWNER, "work")
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        assert (await next_of(stream)).task_id == work_task.task_id
+        await cancel(await stays_quiet(stream))
+    assert (await stored(store, safe_task.task_id)).dispatch is Dispatch.QUEUED
+
+
+async def test_assignments_of_an_unknown_worker_raise_worker_not_found(manager: TaskManager) -> None:
+    with pytest.raises(WorkerNotFound):
+        await next_of(manager.assignments("ghost"))
+
+
+async def test_ack_runs_the_task_and_checks_the_lease(manager: TaskManager, store: TaskStore) -> None:
+    worker = await manager.register_worker([WORK])
+    other = await manager.register_worker([WORK])
+    task = await manager.create_task(OWNER, "work")
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        offered = await next_of(stream)
+
+    with pytest.raises(LeaseNotHeld):
+        await manager.ack(worker.worker_id, task.task_id, "not-the-lease")
+    with pytest.raises(LeaseNotHeld):
+        await manager.ack(other.worker_id, task.task_id, offered.lease_id)
+    assert (await stored(store, task.task_id)).dispatch is Dispatch.OFFERED
+
+    running = await manager.ack(worker.worker_id, task.task_id, offered.lease_id)
+    assert running.dispatch is Dispatch.RUNNING
+    assert await manager.ack(worker.worker_id, task.task_id, offered.lease_id) == running  # idempotent
+    assert await stored(store, task.task_id) == running
+
+
+async def test_ack_of_a_cancelled_task_is_refused(manager: TaskManager) -> None:
+    worker = await manager.register_worker([WORK])
+    task = await manager.create_task(OWNER, "work")
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        offered = await next_of(stream)
+    await manager.cancel(OWNER, task.task_id)
+    with pytest.raises(InvalidTransition):
+        await manager.ack(worker.worker_id, task.task_id, offered.lease_id)
+
+
+async def test_release_requeues_the_task_for_another_worker(manager: TaskManager, store: TaskStore) -> None:
+    first = await manager.register_worker([WORK])
+    task = await manager.create_task(OWNER, "work")
+    async with closing(manager.assignments(first.worker_id)) as stream:
+        offered = await next_of(stream)
+    await manager.ack(first.worker_id, task.task_id, offered.lease_id)
+
+    released = await manager.release(first.worker_id, task.task_id, offered.lease_id)
+    assert (released.dispatch, released.worker_id, released.lease_id) == (Dispatch.QUEUED, "", "")
+    assert await stored(store, task.task_id) == released
+    with pytest.raises(LeaseNotHeld):  # the old lease is gone
+        await manager.ack(first.worker_id, task.task_id, offered.lease_id)
+
+    second = await manager.register_worker([WORK])
+    async with closing(manager.assignments(second.worker_id)) as stream:
+        again = await next_of(stream)
+    assert again.task_id == task.task_id
+    assert again.worker_id == second.worker_id
+    assert again.lease_id != offered.lease_id
+    assert again.attempts == 2
+
+
+async def test_unacknowledged_offers_come_again_on_a_new_stream(manager: TaskManager) -> None:
+    worker = await manager.register_worker([WORK])
+    task = await manager.create_task(OWNER, "work")
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        offered = await next_of(stream)
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        again = await next_of(stream)
+        assert again == offered
+        await cancel(await stays_quiet(stream))  # and only once per stream
+    assert again.task_id == task.task_id
+
+
+async def test_two_workers_never_get_the_same_task(
+    manager: TaskManager, store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both workers read the same queued tasks before either claims one: the claim decides."""
+    read_queue = store.queued_tasks
+
+    async def read_then_yield(tool_names: Iterable[str], limit: int) -> list[TaskRecord]:
+        found = await read_queue(tool_names, limit)
+        await asyncio.sleep(0)  # let the other worker read the same candidates
+        return found
+
+    monkeypatch.setattr(store, "queued_tasks", read_then_yield)
+    workers = [await manager.register_worker([WORK], max_concurrent_tasks=3) for _ in range(2)]
+    created = {(await manager.create_task(OWNER, "work")).task_id for _ in range(6)}
+
+    async with (
+        closing(manager.assignments(workers[0].worker_id)) as one,
+        closing(manager.assignments(workers[1].worker_id)) as two,
+    ):
+        got = await asyncio.wait_for(asyncio.gather(take(one, 3), take(two, 3)), TIMEOUT)
+    first, second = ({t.task_id for t in tasks} for tasks in got)
+    assert first.isdisjoint(second)
+    assert first | second == created
+    for worker, tasks in zip(workers, got, strict=True):
+        for task in tasks:
+            assert (await stored(store, task.task_id)).worker_id == worker.worker_id
+
+
+# ------------------------------------------------------------------ leases and heartbeats
+
+
+async def run_on(manager: TaskManager, worker_id: str, count: int) -> list[TaskRecord]:
+    """Take `count` offers on a short-lived stream and acknowledge them."""
+    async with closing(manager.assignments(worker_id)) as stream:
+        offered = await take(stream, count)
+    return [await manager.ack(worker_id, t.task_id, t.lease_id) for t in offered]
+
+
+async def test_a_lost_worker_fails_its_unsafe_task_and_requeues_its_safe_one(
+    manager: TaskManager, store: TaskStore, clock: FakeClock, limits: ServiceLimits
+) -> None:
+    lost = await manager.register_worker([WORK, SAFE], name="alpha", max_concurrent_tasks=2)
+    unsafe = await manager.create_task(OWNER, "work")
+    safe = await manager.create_task(OWNER, "safe")
+    assert {t.dispatch for t in await run_on(manager, lost.worker_id, 2)} == {Dispatch.RUNNING}
+
+    clock.advance(limits.lease_ttl_ms + 1)
+    await manager.sweep()
+
+    failed = await stored(store, unsafe.task_id)
+    assert failed.status is TaskStatus.FAILED
+    assert failed.dispatch is Dispatch.DONE
+    assert failed.notify is True
+    assert "'alpha'" in failed.status_message
+    assert "lost" in failed.status_message
+    assert "heartbeat" in failed.status_message
+
+    requeued = await stored(store, safe.task_id)
+    assert requeued.status is TaskStatus.WORKING
+    assert (requeued.dispatch, requeued.worker_id, requeued.lease_id) == (Dispatch.QUEUED, "", "")
+
+    assert await store.get_worker(lost.worker_id) is None
+    with pytest.raises(WorkerNotFound):
+        await manager.heartbeat(lost.worker_id)
+
+    rescuer = await manager.register_worker([SAFE], name="beta")
+    [rerun] = await run_on(manager, rescuer.worker_id, 1)
+    assert rerun.task_id == safe.task_id
+    assert rerun.worker_id == rescuer.worker_id
+    assert rerun.attempts == 2
+
+
+async def test_an_unacknowledged_offer_is_requeued_after_its_lease(
+    manager: TaskManager, store: TaskStore, clock: FakeClock, limits: ServiceLimits
+) -> None:
+    worker = await manager.register_worker([WORK])
+    task = await manager.create_task(OWNER, "work")
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        await next_of(stream)
+
+    clock.advance(limits.lease_ttl_ms // 2)
+    await manager.heartbeat(worker.worker_id)  # the worker lives on, it just never acks
+    clock.advance(limits.lease_ttl_ms // 2 - 1)
+    await manager.sweep()
+    assert (await stored(store, task.task_id)).dispatch is Dispatch.OFFERED  # lease not over yet
+
+    clock.advance(1)
+    await manager.sweep()
+    requeued = await stored(store, task.task_id)
+    # Never acknowledged means never started: queued again, not failed, even though not retry-safe.
+    assert requeued.status is TaskStatus.WORKING
+    assert (requeued.dispatch, requeued.worker_id) == (Dispatch.QUEUED, "")
+    assert await store.get_worker(worker.worker_id) is not None
+
+    other = await manager.register_worker([WORK])
+    [rerun] = await run_on(manager, other.worker_id, 1)
+    assert rerun.task_id == task.task_id
+
+
+async def test_heartbeat_renews_the_workers_lease(
+    manager: TaskManager, store: TaskStore, clock: FakeClock, limits: ServiceLimits
+) -> None:
+    worker = await manager.register_worker([WORK])
+    await manager.create_task(OWNER, "work", ttl_ms=limits.max_ttl_ms)
+    [running] = await run_on(manager, worker.worker_id, 1)
+
+    for _ in range(3):
+        clock.advance(limits.lease_ttl_ms - 1)
+        renewed, stop = await manager.heartbeat(worker.worker_id, [running.task_id])
+        assert renewed.lease_expires_at == clock.now_ms + limits.lease_ttl_ms
+        assert stop == []
+        await manager.sweep()
+    assert await store.get_worker(worker.worker_id) == renewed
+    still = await stored(store, running.task_id)
+    assert (still.status, still.dispatch) == (TaskStatus.WORKING, Dispatch.RUNNING)
+
+
+async def test_heartbeat_says_which_passed_tasks_to_stop(manager: TaskManager) -> None:
+    worker = await manager.register_worker([WORK], max_concurrent_tasks=3)
+    other = await manager.register_worker([WORK])
+    for _ in range(3):
+        await manager.create_task(OWNER, "work")
+    keep, cancelled, completed = await run_on(manager, worker.worker_id, 3)
+    await manager.create_task(OWNER, "work")
+    [not_mine] = await run_on(manager, other.worker_id, 1)
+    await manager.cancel(OWNER, cancelled.task_id)
+    await manager.complete(completed.task_id, {"content": []})
+
+    passed = [keep.task_id, cancelled.task_id, completed.task_id, not_mine.task_id, "unknown"]
+    _, stop = await manager.heartbeat(worker.worker_id, passed)
+    assert stop == passed[1:]
+
+
+async def test_heartbeat_of_an_unknown_worker_raises(manager: TaskManager) -> None:
+    with pytest.raises(WorkerNotFound):
+        await manager.heartbeat("ghost")
+
+
+async def test_cancelling_a_running_task_frees_room_for_the_next(
+    manager: TaskManager, clock: FakeClock
+) -> None:
+    worker = await manager.register_worker([WORK])
+    first = await manager.create_task(OWNER, "work")
+    clock.advance(1)
+    second = await manager.create_task(OWNER, "work")
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        offered = await next_of(stream)
+        assert offered.task_id == first.task_id
+        await manager.ack(worker.worker_id, offered.task_id, offered.lease_id)
+        pending = await stays_quiet(stream)
+        await manager.cancel(OWNER, first.task_id)
+        assert (await asyncio.wait_for(pending, TIMEOUT)).task_id == second.task_id
+
+
+async def test_unregister_worker_hands_back_its_tasks(manager: TaskManager, store: TaskStore) -> None:
+    worker = await manager.register_worker([WORK, SAFE], name="alpha", max_concurrent_tasks=2)
+    unsafe = await manager.create_task(OWNER, "work")
+    safe = await manager.create_task(OWNER, "safe")
+    await run_on(manager, worker.worker_id, 2)
+
+    await manager.unregister_worker(worker.worker_id)
+    assert await store.get_worker(worker.worker_id) is None
+    assert await manager.tools() == {}
+    with pytest.raises(ToolNotServed):
+        await manager.create_task(OWNER, "work")
+
+    failed = await stored(store, unsafe.task_id)
+    assert failed.status is TaskStatus.FAILED
+    assert "'alpha'" in failed.status_message
+    assert "withdrew" in failed.status_message
+    assert (await stored(store, safe.task_id)).dispatch is Dispatch.QUEUED
+
+    with pytest.raises(WorkerNotFound):
+        await manager.unregister_worker(worker.worker_id)
+
+
+async def test_the_assignment_stream_of_a_worker_that_withdrew_ends(manager: TaskManager) -> None:
+    worker = await manager.register_worker([WORK])
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        pending = await stays_quiet(stream)
+        await manager.unregister_worker(worker.worker_id)
+        with pytest.raises(WorkerNotFound):
+            await asyncio.wait_for(pending, TIMEOUT)
+
+
+async def test_the_assignment_stream_of_a_lost_worker_ends(
+    manager: TaskManager, clock: FakeClock, limits: ServiceLimits
+) -> None:
+    worker = await manager.register_worker([WORK])
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        pending = await stays_quiet(stream)
+        clock.advance(limits.lease_ttl_ms)
+        await manager.sweep()
+        with pytest.raises(WorkerNotFound):
+            await asyncio.wait_for(pending, TIMEOUT)
+
+
+async def test_a_task_that_expires_while_queued_is_never_offered(
+    manager: TaskManager, store: TaskStore, clock: FakeClock
+) -> None:
+    worker = await manager.register_worker([WORK])
+    task = await manager.create_task(OWNER, "work", ttl_ms=1_000)
+    clock.advance(1_000)
+    await manager.heartbeat(worker.worker_id)
+    await manager.sweep()
+    assert await store.get_task(task.task_id) is None
+    with pytest.raises(TaskNotFound):
+        await manager.get_task(task.task_id)
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        await cancel(await stays_quiet(stream))

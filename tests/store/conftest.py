@@ -1,0 +1,40 @@
+"""Fixtures of the store contract suite.
+
+`store` is parametrized over every backend by URL, so a new backend (Redis)
+joins the whole contract by adding one entry to BACKENDS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from taskservice.store import TaskStore, open_store
+
+# Backend name -> the URL of a fresh, empty store of that backend under tmp_path.
+BACKENDS: dict[str, Callable[[Path], str]] = {
+    "memory": lambda tmp_path: "memory://",
+    "sqlite": lambda tmp_path: f"sqlite:///{tmp_path / 'tasks.db'}",
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    backend: str = request.param
+    return BACKENDS[backend](tmp_path)
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[TaskStore]:
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path) -> Path:
+    return tmp_path / "durable" / "tasks.db"
