@@ -101,17 +101,10 @@ class GrpcTaskStore(TaskStore):
         """Create a task (status working) for this store's owner; ValueError if `task_id` is taken."""
         client = self._client
         ttl: dict[str, Any] = {"ttl_ms": metadata.ttl} if metadata.ttl is not None else {}
-        if task_id is None:
-            created = await client.unary(
-                client.bridge.CreateTask,
-                bpb.CreateTaskRequest(owner=self.owner, **ttl),
-                bpb.CreateTaskResponse,
-            )
-            return task_from_proto(created.task)
         try:
             stored = await client.unary(
                 client.tasks.CreateStoredTask,
-                pb.CreateStoredTaskRequest(owner=self.owner, task_id=task_id, **ttl),
+                pb.CreateStoredTaskRequest(owner=self.owner, task_id=task_id or "", **ttl),
                 pb.CreateStoredTaskResponse,
             )
         except TaskServiceRejected as error:

@@ -258,6 +258,7 @@ class Worker:
         if self._stop_requested:
             self._hurry = True
         self._stop_requested = True
+        self._accepting = False  # from now on, an assignment that still arrives is handed back
         if self._stop is not None:
             self._stop.set()
         for entry in list(self._running.values()) if self._hurry else ():
@@ -276,7 +277,7 @@ class Worker:
         self._idle = anyio.Event()
         self._idle.set()
         self._registration_lock = anyio.Lock()
-        self._accepting = True
+        self._accepting = not self._stop_requested
         client = ServiceClient(
             self.target,
             token=self.token,
