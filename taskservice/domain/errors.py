@@ -26,6 +26,14 @@ class TaskNotFound(DomainError):
         self.task_id = task_id
 
 
+class TaskExists(DomainError):
+    reason = "TASK_EXISTS"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id!r} already exists")
+        self.task_id = task_id
+
+
 class RequestNotFound(DomainError):
     reason = "REQUEST_NOT_FOUND"
 

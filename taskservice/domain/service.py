@@ -24,6 +24,7 @@ from taskservice.domain.errors import (
     LeaseNotHeld,
     RequestNotFound,
     TaskCancelled,
+    TaskExists,
     TaskNotFound,
     ToolNotServed,
     WorkerNotFound,
@@ -246,6 +247,35 @@ class TaskManager:
         await self._finish(task)
         return task
 
+    async def set_status(
+        self, task_id: str, status: TaskStatus | None, message: str | None, *, notify: bool = True
+    ) -> TaskRecord:
+        """Change status and/or message in one step, as the SDK's `TaskStore.update_task` does.
+
+        COMPLETED is refused: a completed task needs its result, so use `complete`.
+        """
+        if status is TaskStatus.COMPLETED:
+            raise InvalidArgument("status", "use Complete, which stores the result with the status")
+
+        def change(task: TaskRecord) -> TaskRecord:
+            new_status = task.status if status is None else status
+            self._require(task, new_status, f"become {new_status.value}")
+            return self._changed(
+                task,
+                status=new_status,
+                status_message=task.status_message if message is None else message,
+                notify=notify,
+                dispatch=Dispatch.DONE if new_status.is_terminal else task.dispatch,
+            )
+
+        task = await self.store.update_task(task_id, change)
+        if task.status.is_terminal:
+            await self._finish(task)
+        return task
+
+    async def delete_task(self, task_id: str) -> bool:
+        return await self.store.delete_task(task_id)
+
     async def watch(self, task_id: str) -> AsyncIterator[TaskRecord]:
         """The task's current state, then each change of it; ends after a terminal state."""
         last: tuple[object, ...] | None = None
@@ -418,8 +448,15 @@ class TaskManager:
         *,
         ttl_ms: int | None = None,
         meta: JsonObject | None = None,
+        task_id: str = "",
     ) -> TaskRecord:
-        """Create a task; with a tool name it is queued for a worker that serves the tool."""
+        """Create a task; with a tool name it is queued for a worker that serves the tool.
+
+        Without one, nobody is dispatched: the creator runs the work itself (the
+        SDK's TaskStore usage). A caller-chosen `task_id` must be free.
+        """
+        if task_id and not _CLIENT_ID.match(task_id):
+            raise InvalidArgument("task_id", "1 to 128 characters of A-Z a-z 0-9 . _ ~ : -")
         ttl = self._ttl(ttl_ms)
         spec: ToolSpec | None = None
         if tool_name:
@@ -428,7 +465,7 @@ class TaskManager:
                 raise ToolNotServed(tool_name)
         now = self.clock()
         task = TaskRecord(
-            task_id=new_id(),
+            task_id=task_id or new_id(),
             owner=owner,
             status=TaskStatus.WORKING,
             created_at=now,
@@ -441,7 +478,10 @@ class TaskManager:
             dispatch=Dispatch.QUEUED if spec else Dispatch.DONE,
             retry_safe=spec.retry_safe if spec else False,
         )
-        await self.store.insert_task(task)
+        try:
+            await self.store.insert_task(task)
+        except ValueError:
+            raise TaskExists(task.task_id) from None
         if tool_name:
             await self.store.changes.publish((tool_key(tool_name),))
         return task

@@ -92,6 +92,10 @@ class TaskStore(Protocol):
         """The owner's tasks ordered by (created_at, task_id), strictly after the cursor."""
         ...
 
+    async def delete_task(self, task_id: str) -> bool:
+        """Delete a task and everything stored in it; False when there was none."""
+        ...
+
     async def delete_expired_tasks(self, now_ms: int) -> list[str]:
         """Delete tasks whose ttl ran out; return their ids."""
         ...

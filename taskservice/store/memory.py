@@ -48,14 +48,25 @@ class MemoryTaskStore:
         start = 0 if after is None else bisect.bisect_right(index, (after.created_at, after.task_id))
         return [self._tasks[task_id] for _, task_id in index[start : start + limit]]
 
+    def _remove(self, task: TaskRecord) -> None:
+        del self._tasks[task.task_id]
+        index = self._by_owner[task.owner]
+        index.remove((task.created_at, task.task_id))
+        if not index:
+            del self._by_owner[task.owner]
+
+    async def delete_task(self, task_id: str) -> bool:
+        task = self._tasks.get(task_id)
+        if task is None:
+            return False
+        self._remove(task)
+        self.changes.publish_now((task_key(task_id),))
+        return True
+
     async def delete_expired_tasks(self, now_ms: int) -> list[str]:
         expired = [t for t in self._tasks.values() if t.expires_at <= now_ms]
         for task in expired:
-            del self._tasks[task.task_id]
-            index = self._by_owner[task.owner]
-            index.remove((task.created_at, task.task_id))
-            if not index:
-                del self._by_owner[task.owner]
+            self._remove(task)
         if expired:
             self.changes.publish_now(task_key(t.task_id) for t in expired)
         return [t.task_id for t in expired]

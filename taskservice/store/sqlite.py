@@ -155,6 +155,15 @@ class SqliteTaskStore:
             (owner, after.created_at, after.task_id, limit),
         )
 
+    async def delete_task(self, task_id: str) -> bool:
+        try:
+            deleted = self._db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,)).rowcount
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        if deleted:
+            self.changes.publish_now((task_key(task_id),))
+        return bool(deleted)
+
     async def delete_expired_tasks(self, now_ms: int) -> list[str]:
         try:
             rows = self._db.execute(

@@ -1,0 +1,5 @@
+import sys
+
+from taskservice.cli import main
+
+sys.exit(main())

@@ -1,0 +1,196 @@
+"""The `taskservice` command.
+
+Every flag has an environment variable twin (`TASKSERVICE_` + the flag in
+upper case, dashes as underscores); a flag given on the command line wins. A
+bad flag, an unusable store or an address that cannot be bound ends the
+command with one clear line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from taskservice import __version__
+from taskservice.domain.errors import StoreUnavailable
+from taskservice.domain.service import ServiceLimits, TaskManager
+from taskservice.grpc_api.server import TaskServiceServer
+from taskservice.store import open_store
+
+log = logging.getLogger("taskservice")
+
+ENV_PREFIX = "TASKSERVICE_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class UsageError(Exception):
+    """A problem with how the command was called: reported as one line."""
+
+
+def env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
+
+
+def default_state_dir() -> Path:
+    if explicit := os.environ.get(ENV_PREFIX + "STATE_DIR"):
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "taskservice"
+
+
+def default_store_url() -> str:
+    path = (default_state_dir() / "tasks.db").absolute()
+    return f"sqlite:///{path}"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _env_bool(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise UsageError(f"{name}={raw!r} is not a boolean (use 1/0, true/false)")
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not an integer") from None
+
+
+def _add(parser: argparse.ArgumentParser, flag: str, help_text: str, default: str) -> None:
+    name = env_name(flag)
+    parser.add_argument(
+        flag, default=os.environ.get(name, default), help=f"{help_text} (env {name}; default %(default)s)"
+    )
+
+
+def _add_int(parser: argparse.ArgumentParser, flag: str, help_text: str, default: int) -> None:
+    name = env_name(flag)
+    parser.add_argument(
+        flag,
+        type=int,
+        default=_env_int(name, default),
+        metavar="N",
+        help=f"{help_text} (env {name}; default %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="taskservice", description="MCP task context as a gRPC service.")
+    parser.add_argument("--version", action="version", version=f"taskservice {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    serve = commands.add_parser("serve", help="run the gRPC service (and the MCP bridge)")
+    _add(serve, "--grpc-listen", "address of the gRPC service", "127.0.0.1:50051")
+    _add(serve, "--mcp-listen", "address of the MCP bridge (streamable HTTP at /mcp)", "127.0.0.1:8000")
+    serve.add_argument(
+        "--no-mcp",
+        action="store_true",
+        default=_env_bool(env_name("--no-mcp")),
+        help=f"run the gRPC service alone, without the MCP bridge (env {env_name('--no-mcp')}=1)",
+    )
+    serve.add_argument(
+        "--store",
+        default=os.environ.get(env_name("--store"), ""),
+        help="store URL: memory://, sqlite:///relative.db or sqlite:////absolute.db"
+        f" (env {env_name('--store')}; default: tasks.db in $TASKSERVICE_STATE_DIR,"
+        " else $XDG_STATE_HOME/taskservice, else ~/.local/state/taskservice)",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=os.environ.get(env_name("--log-level"), "info").lower(),
+        help=f"log verbosity (env {env_name('--log-level')}; default %(default)s)",
+    )
+    defaults = ServiceLimits()
+    _add_int(serve, "--default-ttl-ms", "task retention when the client asks none", defaults.default_ttl_ms)
+    _add_int(serve, "--max-ttl-ms", "cap on the retention a client may ask", defaults.max_ttl_ms)
+    _add_int(serve, "--poll-interval-ms", "polling interval suggested to clients", defaults.poll_interval_ms)
+    _add_int(
+        serve, "--lease-ttl-ms", "how long a worker's lease lasts without a heartbeat", defaults.lease_ttl_ms
+    )
+    _add_int(serve, "--max-payload-bytes", "largest JSON payload accepted", defaults.max_payload_bytes)
+    _add_int(serve, "--shutdown-grace-ms", "how long unary calls may finish on shutdown", 5_000)
+    return parser
+
+
+def limits_from(args: argparse.Namespace) -> ServiceLimits:
+    try:
+        return ServiceLimits(
+            default_ttl_ms=args.default_ttl_ms,
+            max_ttl_ms=args.max_ttl_ms,
+            poll_interval_ms=args.poll_interval_ms,
+            lease_ttl_ms=args.lease_ttl_ms,
+            max_payload_bytes=args.max_payload_bytes,
+            sweep_interval_ms=max(min(1_000, args.lease_ttl_ms // 4), 10),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+async def serve(args: argparse.Namespace) -> None:
+    limits = limits_from(args)
+    store_url = args.store or default_store_url()
+    try:
+        store = open_store(store_url)
+        await store.ping()
+    except (ValueError, StoreUnavailable) as exc:
+        raise UsageError(str(exc)) from None
+    manager = TaskManager(store, limits)
+    server = TaskServiceServer(manager, args.grpc_listen)
+    try:
+        await server.start()
+    except OSError as exc:
+        await store.close()
+        raise UsageError(str(exc)) from None
+    log.info("store: %s", store_url)
+    if not args.no_mcp:
+        log.warning("the MCP bridge is not part of this build yet; serving gRPC only (use --no-mcp)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop(args.shutdown_grace_ms / 1000)
+    await store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"taskservice: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "serve":
+            asyncio.run(serve(args))
+    except UsageError as exc:
+        print(f"taskservice: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Mapping between protobuf messages and domain records. No logic beyond the mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from taskservice_client._proto.mcptasks.v1 import task_pb2
+
+from taskservice.domain.errors import InvalidArgument, PayloadTooLarge
+from taskservice.domain.model import ClientRequest, JsonObject, TaskRecord, TaskStatus, TaskSupport, ToolSpec
+
+STATUS_TO_PROTO = {
+    TaskStatus.WORKING: task_pb2.TASK_STATUS_WORKING,
+    TaskStatus.INPUT_REQUIRED: task_pb2.TASK_STATUS_INPUT_REQUIRED,
+    TaskStatus.COMPLETED: task_pb2.TASK_STATUS_COMPLETED,
+    TaskStatus.FAILED: task_pb2.TASK_STATUS_FAILED,
+    TaskStatus.CANCELLED: task_pb2.TASK_STATUS_CANCELLED,
+}
+
+STATUS_FROM_PROTO = {v: k for k, v in STATUS_TO_PROTO.items()}
+
+SUPPORT_TO_PROTO = {
+    TaskSupport.OPTIONAL: task_pb2.TASK_SUPPORT_OPTIONAL,
+    TaskSupport.REQUIRED: task_pb2.TASK_SUPPORT_REQUIRED,
+    TaskSupport.FORBIDDEN: task_pb2.TASK_SUPPORT_FORBIDDEN,
+}
+SUPPORT_FROM_PROTO = {v: k for k, v in SUPPORT_TO_PROTO.items()} | {
+    task_pb2.TASK_SUPPORT_UNSPECIFIED: TaskSupport.OPTIONAL
+}
+
+
+def timestamp(ms: int) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromMilliseconds(ms)
+    return ts
+
+
+def task_message(task: TaskRecord) -> task_pb2.Task:
+    return task_pb2.Task(
+        task_id=task.task_id,
+        status=STATUS_TO_PROTO[task.status],
+        status_message=task.status_message,
+        created_at=timestamp(task.created_at),
+        last_updated_at=timestamp(task.last_updated_at),
+        ttl_ms=task.ttl_ms,
+        poll_interval_ms=task.poll_interval_ms,
+        tool_name=task.tool_name,
+    )
+
+
+def struct(data: JsonObject) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(data)
+    return message
+
+
+def value(data: Any) -> struct_pb2.Value:
+    message = struct_pb2.Value()
+    json_format.ParseDict(data, message)
+    return message
+
+
+def plain_json(data: Any) -> Any:
+    """Struct numbers are doubles; give integral ones back as ints, as JSON readers expect."""
+    if isinstance(data, float) and data.is_integer() and abs(data) < 2**53:
+        return int(data)
+    if isinstance(data, dict):
+        return {k: plain_json(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [plain_json(v) for v in data]
+    return data
+
+
+class PayloadReader:
+    """Reads JSON payloads out of a request, enforcing the per-payload size limit."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+
+    def _check_size(self, message: Any, field: str) -> None:
+        size = int(message.ByteSize())
+        if size > self.max_bytes:
+            raise PayloadTooLarge(field, size, self.max_bytes)
+
+    def object(self, request: Any, field: str, *, required: bool = False) -> JsonObject | None:
+        """A Struct field as a dict; None when unset (InvalidArgument if required)."""
+        if not request.HasField(field):
+            if required:
+                raise InvalidArgument(field, "is required")
+            return None
+        message = getattr(request, field)
+        self._check_size(message, field)
+        result: JsonObject = plain_json(json_format.MessageToDict(message))
+        return result
+
+    def objects(self, request: Any, field: str) -> list[JsonObject]:
+        items = getattr(request, field)
+        for index, item in enumerate(items):
+            self._check_size(item, f"{field}[{index}]")
+        return [plain_json(json_format.MessageToDict(item)) for item in items]
+
+    def value(self, message: struct_pb2.Value, field: str) -> Any:
+        self._check_size(message, field)
+        return plain_json(json_format.MessageToDict(message))
+
+
+def request_message(task_id: str, request: ClientRequest) -> task_pb2.PendingRequest:
+    return task_pb2.PendingRequest(
+        request_id=request.request_id,
+        task_id=task_id,
+        method=request.method,
+        params=struct(request.params),
+        sequence=request.sequence,
+        created_at=timestamp(request.created_at),
+    )
+
+
+def mcp_error_message(error: JsonObject) -> task_pb2.McpError:
+    message = task_pb2.McpError(code=int(error["code"]), message=str(error["message"]))
+    if error.get("data") is not None:
+        message.data.CopyFrom(value(error["data"]))
+    return message
+
+
+def tool_message(tool: ToolSpec) -> task_pb2.ToolDefinition:
+    message = task_pb2.ToolDefinition(
+        name=tool.name,
+        title=tool.title,
+        description=tool.description,
+        input_schema=struct(tool.input_schema),
+        task_support=SUPPORT_TO_PROTO[tool.task_support],
+        retry_safe=tool.retry_safe,
+    )
+    if tool.output_schema is not None:
+        message.output_schema.CopyFrom(struct(tool.output_schema))
+    if tool.annotations is not None:
+        message.annotations.CopyFrom(struct(tool.annotations))
+    return message

@@ -1,0 +1,107 @@
+"""The gRPC server: both services, health, reflection, keepalive and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # missing from grpc-stubs
+from grpc_reflection.v1alpha import reflection
+from taskservice_client._proto.mcptasks.v1 import (
+    bridge_service_pb2,
+    bridge_service_pb2_grpc,
+    task_service_pb2,
+    task_service_pb2_grpc,
+)
+
+from taskservice.domain.service import TaskManager
+from taskservice.grpc_api.bridge_servicer import BridgeServicer
+from taskservice.grpc_api.streams import StreamRegistry
+from taskservice.grpc_api.task_servicer import TaskServicer
+
+log = logging.getLogger(__name__)
+
+TASK_SERVICE = task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name
+BRIDGE_SERVICE = bridge_service_pb2.DESCRIPTOR.services_by_name["BridgeService"].full_name
+SERVICE_NAMES = (
+    TASK_SERVICE,
+    BRIDGE_SERVICE,
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
+)
+
+
+def server_options(max_payload_bytes: int) -> list[tuple[str, int]]:
+    return [
+        # Long waits (an elicitation can take a person minutes) cross proxies and
+        # NATs: ping idle connections and let clients ping us as well.
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        # Room for a request carrying a few payloads at the limit, so that the
+        # per-payload check (which names the field) answers before gRPC's own.
+        ("grpc.max_receive_message_length", 4 * max_payload_bytes + 65_536),
+        ("grpc.max_send_message_length", 4 * max_payload_bytes + 65_536),
+    ]
+
+
+class TaskServiceServer:
+    """Serves a TaskManager over gRPC on one address, and runs its sweeper."""
+
+    def __init__(self, manager: TaskManager, listen: str = "127.0.0.1:50051") -> None:
+        self.manager = manager
+        self.listen = listen
+        self.streams = StreamRegistry()
+        self.health = health_aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        """Bind and serve; returns the bound port. Raises OSError when the address cannot be bound."""
+        server = grpc.aio.server(options=server_options(self.manager.limits.max_payload_bytes))
+        task_service_pb2_grpc.add_TaskServiceServicer_to_server(
+            TaskServicer(self.manager, self.streams), server
+        )
+        bridge_service_pb2_grpc.add_BridgeServiceServicer_to_server(
+            BridgeServicer(self.manager, self.streams), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(SERVICE_NAMES, server)
+        try:
+            self.port = server.add_insecure_port(self.listen)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {self.listen}: {exc}") from exc
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.listen}")
+        await server.start()
+        self._server = server
+        for name in ("", TASK_SERVICE, BRIDGE_SERVICE):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._sweeper = asyncio.create_task(self.manager.run_sweeper(), name="taskservice-sweeper")
+        log.info("gRPC service listening on %s", self.listen.rsplit(":", 1)[0] + f":{self.port}")
+        return self.port
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Graceful shutdown: NOT_SERVING, end our own streams, let unary calls finish, stop."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        await self.health.enter_graceful_shutdown()
+        await self.streams.close_all()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await server.stop(grace)
+        log.info("gRPC service stopped")
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
