@@ -13,7 +13,12 @@ from typing import Any, TypeVar
 
 import pydantic
 from mcp import types
-from mcp.server.validation import validate_tool_use_result_messages
+from mcp.server.validation import validate_sampling_tools, validate_tool_use_result_messages
+from mcp.shared.exceptions import McpError
+from mcp.shared.experimental.tasks.capabilities import (
+    require_task_augmented_elicitation,
+    require_task_augmented_sampling,
+)
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
 
 from taskservice.domain.errors import InvalidArgument
@@ -179,3 +184,41 @@ def tool_definition(
         raise InvalidArgument(f"{field}.input_schema.type", 'must be "object"')
     if output_schema is not None and output_schema.get("type") != "object":
         raise InvalidArgument(f"{field}.output_schema.type", 'must be "object"')
+
+
+def refused_by_client(method: str, params: JsonObject, capabilities: JsonObject) -> JsonObject | None:
+    """The SDK's error for a request the client declared it cannot take; None when it can.
+
+    The same checks, in the same order and with the same messages, as
+    `ServerTaskContext` makes before it queues a request.
+    """
+    caps = types.ClientCapabilities.model_validate(capabilities)
+    try:
+        if method == ELICIT_METHOD:
+            if "task" in params:
+                require_task_augmented_elicitation(caps)
+            elif caps.elicitation is None:
+                raise McpError(
+                    types.ErrorData(
+                        code=types.INVALID_PARAMS, message="Client does not support elicitation capability"
+                    )
+                )
+        elif method == SAMPLING_METHOD:
+            if "task" in params:
+                require_task_augmented_sampling(caps)
+            elif caps.sampling is None:
+                raise McpError(
+                    types.ErrorData(
+                        code=types.INVALID_PARAMS, message="Client does not support sampling capability"
+                    )
+                )
+            tools = params.get("tools")
+            tool_choice = params.get("toolChoice")
+            validate_sampling_tools(
+                caps,
+                None if tools is None else [types.Tool.model_validate(t) for t in tools],
+                None if tool_choice is None else types.ToolChoice.model_validate(tool_choice),
+            )
+    except McpError as exc:
+        return _dump(exc.error)
+    return None

@@ -145,6 +145,8 @@ class TaskRecord:
     lease_expires_at: int = 0
     retry_safe: bool = False
     attempts: int = 0
+    # The MCP client's capabilities, when the task was created for one (None: unknown).
+    client_capabilities: JsonObject | None = None
 
     @property
     def expires_at(self) -> int:
@@ -182,6 +184,7 @@ class TaskRecord:
             "lease_expires_at": self.lease_expires_at,
             "retry_safe": self.retry_safe,
             "attempts": self.attempts,
+            "client_capabilities": self.client_capabilities,
         }
 
     @classmethod
@@ -207,6 +210,7 @@ class TaskRecord:
             lease_expires_at=data.get("lease_expires_at", 0),
             retry_safe=data.get("retry_safe", False),
             attempts=data.get("attempts", 0),
+            client_capabilities=data.get("client_capabilities"),
         )
 
 

@@ -276,6 +276,25 @@ class TaskManager:
     async def delete_task(self, task_id: str) -> bool:
         return await self.store.delete_task(task_id)
 
+    async def follow(self, owner: str, task_id: str) -> AsyncIterator[TaskRecord]:
+        """`watch` as the task's owner sees it."""
+        await self.lookup_task(owner, task_id)
+        async for task in self.watch(task_id):
+            yield task
+
+    async def watch_tools(self) -> AsyncIterator[dict[str, ToolSpec]]:
+        """The tools of live workers, then the set again after each change."""
+        last: dict[str, ToolSpec] | None = None
+        while True:
+            seen = last
+
+            async def changed() -> dict[str, ToolSpec] | None:
+                tools = await self.tools()
+                return None if tools == seen else tools  # noqa: B023 - awaited in this pass
+
+            last = await self._wait_until((TOOLS_KEY,), changed)
+            yield last
+
     async def watch(self, task_id: str) -> AsyncIterator[TaskRecord]:
         """The task's current state, then each change of it; ends after a terminal state."""
         last: tuple[object, ...] | None = None
@@ -449,6 +468,7 @@ class TaskManager:
         ttl_ms: int | None = None,
         meta: JsonObject | None = None,
         task_id: str = "",
+        client_capabilities: JsonObject | None = None,
     ) -> TaskRecord:
         """Create a task; with a tool name it is queued for a worker that serves the tool.
 
@@ -477,6 +497,7 @@ class TaskManager:
             meta=meta or {},
             dispatch=Dispatch.QUEUED if spec else Dispatch.DONE,
             retry_safe=spec.retry_safe if spec else False,
+            client_capabilities=client_capabilities,
         )
         try:
             await self.store.insert_task(task)

@@ -42,6 +42,7 @@ class BridgeServicer(bridge_service_pb2_grpc.BridgeServiceServicer):
                 self.payloads.object(request, "arguments"),
                 ttl_ms=request.ttl_ms if request.HasField("ttl_ms") else None,
                 meta=self.payloads.object(request, "meta"),
+                client_capabilities=self.payloads.object(request, "client_capabilities"),
             )
             return pb.CreateTaskResponse(task=task_message(task))
 
@@ -118,3 +119,17 @@ class BridgeServicer(bridge_service_pb2_grpc.BridgeServiceServicer):
         async with grpc_errors(context):
             tools = await self.manager.tools()
             return pb.ListToolsResponse(tools=[tool_message(t) for t in tools.values()])
+
+    async def WatchTools(
+        self, request: pb.WatchToolsRequest, context: Context
+    ) -> AsyncIterator[pb.WatchToolsResponse]:
+        async with self.streams.open(context), grpc_errors(context):
+            async for tools in self.manager.watch_tools():
+                yield pb.WatchToolsResponse(tools=[tool_message(t) for t in tools.values()])
+
+    async def FollowTask(
+        self, request: pb.FollowTaskRequest, context: Context
+    ) -> AsyncIterator[pb.FollowTaskResponse]:
+        async with self.streams.open(context), grpc_errors(context):
+            async for task in self.manager.follow(request.owner, required(request.task_id, "task_id")):
+                yield pb.FollowTaskResponse(task=task_message(task), notify=task.notify)

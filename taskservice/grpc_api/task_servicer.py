@@ -105,7 +105,15 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         """Store (or re-attach to) a client request, report it, then end with the answer."""
         async with self.streams.open(context), grpc_errors(context):
             required(task_id, "task_id")
-            task, pending = await self.manager.ask(task_id, method, params(), request_id)
+            built = params()
+            task = await self.manager.get_task(task_id)
+            caps = task.client_capabilities
+            if caps is not None and (not request_id or task.find_request(request_id) is None):
+                refusal = mcp_payloads.refused_by_client(method, built, caps)
+                if refusal is not None:
+                    yield response(task=task_message(task), error=mcp_error_message(refusal))
+                    return
+            task, pending = await self.manager.ask(task_id, method, built, request_id)
             yield response(task=task_message(task), pending=request_message(task_id, pending))
             task, answered = await self.manager.wait_for_answer(task_id, pending.request_id)
             if answered.error is not None:

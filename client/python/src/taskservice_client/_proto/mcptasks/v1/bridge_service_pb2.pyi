@@ -8,18 +8,20 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateTaskRequest(_message.Message):
-    __slots__ = ("owner", "tool_name", "arguments", "ttl_ms", "meta")
+    __slots__ = ("owner", "tool_name", "arguments", "ttl_ms", "meta", "client_capabilities")
     OWNER_FIELD_NUMBER: _ClassVar[int]
     TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     owner: str
     tool_name: str
     arguments: _struct_pb2.Struct
     ttl_ms: int
     meta: _struct_pb2.Struct
-    def __init__(self, owner: _Optional[str] = ..., tool_name: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., ttl_ms: _Optional[int] = ..., meta: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    client_capabilities: _struct_pb2.Struct
+    def __init__(self, owner: _Optional[str] = ..., tool_name: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., ttl_ms: _Optional[int] = ..., meta: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., client_capabilities: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class CreateTaskResponse(_message.Message):
     __slots__ = ("task",)
@@ -146,3 +148,29 @@ class ListToolsResponse(_message.Message):
     TOOLS_FIELD_NUMBER: _ClassVar[int]
     tools: _containers.RepeatedCompositeFieldContainer[_task_pb2.ToolDefinition]
     def __init__(self, tools: _Optional[_Iterable[_Union[_task_pb2.ToolDefinition, _Mapping]]] = ...) -> None: ...
+
+class WatchToolsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WatchToolsResponse(_message.Message):
+    __slots__ = ("tools",)
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    tools: _containers.RepeatedCompositeFieldContainer[_task_pb2.ToolDefinition]
+    def __init__(self, tools: _Optional[_Iterable[_Union[_task_pb2.ToolDefinition, _Mapping]]] = ...) -> None: ...
+
+class FollowTaskRequest(_message.Message):
+    __slots__ = ("owner", "task_id")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    task_id: str
+    def __init__(self, owner: _Optional[str] = ..., task_id: _Optional[str] = ...) -> None: ...
+
+class FollowTaskResponse(_message.Message):
+    __slots__ = ("task", "notify")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    NOTIFY_FIELD_NUMBER: _ClassVar[int]
+    task: _task_pb2.Task
+    notify: bool
+    def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., notify: bool = ...) -> None: ...

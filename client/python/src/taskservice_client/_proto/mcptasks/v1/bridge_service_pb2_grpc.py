@@ -79,6 +79,16 @@ class BridgeServiceStub(object):
                 request_serializer=mcptasks_dot_v1_dot_bridge__service__pb2.ListToolsRequest.SerializeToString,
                 response_deserializer=mcptasks_dot_v1_dot_bridge__service__pb2.ListToolsResponse.FromString,
                 _registered_method=True)
+        self.WatchTools = channel.unary_stream(
+                '/mcptasks.v1.BridgeService/WatchTools',
+                request_serializer=mcptasks_dot_v1_dot_bridge__service__pb2.WatchToolsRequest.SerializeToString,
+                response_deserializer=mcptasks_dot_v1_dot_bridge__service__pb2.WatchToolsResponse.FromString,
+                _registered_method=True)
+        self.FollowTask = channel.unary_stream(
+                '/mcptasks.v1.BridgeService/FollowTask',
+                request_serializer=mcptasks_dot_v1_dot_bridge__service__pb2.FollowTaskRequest.SerializeToString,
+                response_deserializer=mcptasks_dot_v1_dot_bridge__service__pb2.FollowTaskResponse.FromString,
+                _registered_method=True)
 
 
 class BridgeServiceServicer(object):
@@ -147,6 +157,21 @@ class BridgeServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchTools(self, request, context):
+        """The tools, now and after every change of the set (for `notifications/tools/list_changed`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FollowTask(self, request, context):
+        """Follow a task's state for status notifications: the current state, then every
+        change; ends after a terminal status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BridgeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +214,16 @@ def add_BridgeServiceServicer_to_server(servicer, server):
                     servicer.ListTools,
                     request_deserializer=mcptasks_dot_v1_dot_bridge__service__pb2.ListToolsRequest.FromString,
                     response_serializer=mcptasks_dot_v1_dot_bridge__service__pb2.ListToolsResponse.SerializeToString,
+            ),
+            'WatchTools': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTools,
+                    request_deserializer=mcptasks_dot_v1_dot_bridge__service__pb2.WatchToolsRequest.FromString,
+                    response_serializer=mcptasks_dot_v1_dot_bridge__service__pb2.WatchToolsResponse.SerializeToString,
+            ),
+            'FollowTask': grpc.unary_stream_rpc_method_handler(
+                    servicer.FollowTask,
+                    request_deserializer=mcptasks_dot_v1_dot_bridge__service__pb2.FollowTaskRequest.FromString,
+                    response_serializer=mcptasks_dot_v1_dot_bridge__service__pb2.FollowTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -412,6 +447,60 @@ class BridgeService(object):
             '/mcptasks.v1.BridgeService/ListTools',
             mcptasks_dot_v1_dot_bridge__service__pb2.ListToolsRequest.SerializeToString,
             mcptasks_dot_v1_dot_bridge__service__pb2.ListToolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mcptasks.v1.BridgeService/WatchTools',
+            mcptasks_dot_v1_dot_bridge__service__pb2.WatchToolsRequest.SerializeToString,
+            mcptasks_dot_v1_dot_bridge__service__pb2.WatchToolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mcptasks.v1.BridgeService/FollowTask',
+            mcptasks_dot_v1_dot_bridge__service__pb2.FollowTaskRequest.SerializeToString,
+            mcptasks_dot_v1_dot_bridge__service__pb2.FollowTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

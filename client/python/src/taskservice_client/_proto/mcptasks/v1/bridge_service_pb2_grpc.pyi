@@ -77,6 +77,20 @@ class BridgeServiceStub:
     ]
     """The tools that registered workers serve."""
 
+    WatchTools: grpc.UnaryStreamMultiCallable[
+        taskservice_client._proto.mcptasks.v1.bridge_service_pb2.WatchToolsRequest,
+        taskservice_client._proto.mcptasks.v1.bridge_service_pb2.WatchToolsResponse,
+    ]
+    """The tools, now and after every change of the set (for `notifications/tools/list_changed`)."""
+
+    FollowTask: grpc.UnaryStreamMultiCallable[
+        taskservice_client._proto.mcptasks.v1.bridge_service_pb2.FollowTaskRequest,
+        taskservice_client._proto.mcptasks.v1.bridge_service_pb2.FollowTaskResponse,
+    ]
+    """Follow a task's state for status notifications: the current state, then every
+    change; ends after a terminal status.
+    """
+
 class BridgeServiceAsyncStub:
     """The bridge-facing service: what an MCP server speaking for clients may do.
 
@@ -135,6 +149,20 @@ class BridgeServiceAsyncStub:
         taskservice_client._proto.mcptasks.v1.bridge_service_pb2.ListToolsResponse,
     ]
     """The tools that registered workers serve."""
+
+    WatchTools: grpc.aio.UnaryStreamMultiCallable[
+        taskservice_client._proto.mcptasks.v1.bridge_service_pb2.WatchToolsRequest,
+        taskservice_client._proto.mcptasks.v1.bridge_service_pb2.WatchToolsResponse,
+    ]
+    """The tools, now and after every change of the set (for `notifications/tools/list_changed`)."""
+
+    FollowTask: grpc.aio.UnaryStreamMultiCallable[
+        taskservice_client._proto.mcptasks.v1.bridge_service_pb2.FollowTaskRequest,
+        taskservice_client._proto.mcptasks.v1.bridge_service_pb2.FollowTaskResponse,
+    ]
+    """Follow a task's state for status notifications: the current state, then every
+    change; ends after a terminal status.
+    """
 
 class BridgeServiceServicer(metaclass=abc.ABCMeta):
     """The bridge-facing service: what an MCP server speaking for clients may do.
@@ -210,5 +238,23 @@ class BridgeServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[taskservice_client._proto.mcptasks.v1.bridge_service_pb2.ListToolsResponse, collections.abc.Awaitable[taskservice_client._proto.mcptasks.v1.bridge_service_pb2.ListToolsResponse]]:
         """The tools that registered workers serve."""
+
+    @abc.abstractmethod
+    def WatchTools(
+        self,
+        request: taskservice_client._proto.mcptasks.v1.bridge_service_pb2.WatchToolsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[collections.abc.Iterator[taskservice_client._proto.mcptasks.v1.bridge_service_pb2.WatchToolsResponse], collections.abc.AsyncIterator[taskservice_client._proto.mcptasks.v1.bridge_service_pb2.WatchToolsResponse]]:
+        """The tools, now and after every change of the set (for `notifications/tools/list_changed`)."""
+
+    @abc.abstractmethod
+    def FollowTask(
+        self,
+        request: taskservice_client._proto.mcptasks.v1.bridge_service_pb2.FollowTaskRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[collections.abc.Iterator[taskservice_client._proto.mcptasks.v1.bridge_service_pb2.FollowTaskResponse], collections.abc.AsyncIterator[taskservice_client._proto.mcptasks.v1.bridge_service_pb2.FollowTaskResponse]]:
+        """Follow a task's state for status notifications: the current state, then every
+        change; ends after a terminal status.
+        """
 
 def add_BridgeServiceServicer_to_server(servicer: BridgeServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
