@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from taskservice import __version__
+from taskservice.bridge import HttpBridgeServer, McpBridge, serve_stdio
+from taskservice.bridge.transports import MCP_PATH
 from taskservice.domain.errors import StoreUnavailable
 from taskservice.domain.service import ServiceLimits, TaskManager
 from taskservice.grpc_api.server import TaskServiceServer
@@ -118,6 +120,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(env_name("--log-level"), "info").lower(),
         help=f"log verbosity (env {env_name('--log-level')}; default %(default)s)",
     )
+    bridge = commands.add_parser("bridge", help="run an MCP bridge alone, in front of a running service")
+    _add(bridge, "--service", "address of the task service (any gRPC target)", "127.0.0.1:50051")
+    _add(bridge, "--mcp-listen", "address of the bridge (streamable HTTP at /mcp)", "127.0.0.1:8000")
+    bridge.add_argument(
+        "--stdio",
+        action="store_true",
+        default=_env_bool(env_name("--stdio")),
+        help=f"speak MCP over stdin/stdout instead of HTTP (env {env_name('--stdio')}=1)",
+    )
+    bridge.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=os.environ.get(env_name("--log-level"), "info").lower(),
+        help=f"log verbosity (env {env_name('--log-level')}; default %(default)s)",
+    )
     defaults = ServiceLimits()
     _add_int(serve, "--default-ttl-ms", "task retention when the client asks none", defaults.default_ttl_ms)
     _add_int(serve, "--max-ttl-ms", "cap on the retention a client may ask", defaults.max_ttl_ms)
@@ -160,16 +177,66 @@ async def serve(args: argparse.Namespace) -> None:
         await store.close()
         raise UsageError(str(exc)) from None
     log.info("store: %s", store_url)
-    if not args.no_mcp:
-        log.warning("the MCP bridge is not part of this build yet; serving gRPC only (use --no-mcp)")
+    http: HttpBridgeServer | None = None
+    bridge: McpBridge | None = None
+    try:
+        if not args.no_mcp:
+            bridge = McpBridge(local_target(args.grpc_listen, server.port))
+            http = open_http(bridge, args.mcp_listen)
+            await bridge.start()
+        await run_until_signal(http)
+    finally:
+        log.info("shutting down")
+        # Streams of the service end first (workers and bridges re-attach elsewhere),
+        # then the HTTP side, then the service.
+        await server.stop(args.shutdown_grace_ms / 1000)
+        if bridge is not None:
+            await bridge.close()
+        await store.close()
+
+
+def local_target(listen: str, port: int) -> str:
+    """How a bridge in this process reaches the service: loopback when it listens on all addresses."""
+    host = listen.rpartition(":")[0] or "127.0.0.1"
+    if host in ("0.0.0.0", "[::]", "::", ""):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
+def open_http(bridge: McpBridge, address: str) -> HttpBridgeServer:
+    try:
+        http = HttpBridgeServer(bridge, address)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot listen on {address} for MCP: {exc}") from None
+    log.info("MCP bridge listening on http://%s:%d%s", address.rpartition(":")[0], http.port, MCP_PATH)
+    return http
+
+
+async def run_until_signal(http: HttpBridgeServer | None) -> None:
+    """Serve until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if http is None:
+        await stop.wait()
+        return
+    serving = asyncio.create_task(http.serve())
     await stop.wait()
-    log.info("shutting down")
-    await server.stop(args.shutdown_grace_ms / 1000)
-    await store.close()
+    http.stop()
+    await serving
+
+
+async def run_bridge(args: argparse.Namespace) -> None:
+    bridge = McpBridge(args.service)
+    try:
+        await bridge.start()
+        if args.stdio:
+            await serve_stdio(bridge)
+        else:
+            await run_until_signal(open_http(bridge, args.mcp_listen))
+    finally:
+        await bridge.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             asyncio.run(serve(args))
+        elif args.command == "bridge":
+            asyncio.run(run_bridge(args))
     except UsageError as exc:
         print(f"taskservice: error: {exc}", file=sys.stderr)
         return 2

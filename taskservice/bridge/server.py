@@ -1,0 +1,473 @@
+"""The MCP bridge: an MCP server (mcp 1.30 low-level `Server`) that keeps no task state.
+
+Every tool call, task read, cancel and answer goes to the service's
+BridgeService over gRPC, so several bridges can serve the same tasks. The SDK's
+default task handlers are not used where they are wrong (see DESIGN.md): the
+task-mode check answers JSON-RPC -32601, a failed task's `tasks/result` is a
+valid `CallToolResult` with `isError`, every concurrent `tasks/result` waiter
+returns, `tasks/list` pages with a real cursor, and cancelling a running task
+is an ordinary state change in the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import warnings
+import weakref
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import anyio
+import grpc
+import grpc.aio
+import jsonschema
+from google.protobuf import json_format, struct_pb2
+from mcp import types
+from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
+from mcp.server.session import ServerSession
+from mcp.shared.exceptions import McpError
+from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
+from mcp.shared.message import ServerMessageMetadata
+from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
+
+from taskservice import __version__
+from taskservice.grpc_api.convert import plain_json
+
+log = logging.getLogger(__name__)
+
+pb = bridge_service_pb2
+
+STATUS_NAMES: dict[int, types.TaskStatus] = {
+    task_pb2.TASK_STATUS_WORKING: "working",
+    task_pb2.TASK_STATUS_INPUT_REQUIRED: "input_required",
+    task_pb2.TASK_STATUS_COMPLETED: "completed",
+    task_pb2.TASK_STATUS_FAILED: "failed",
+    task_pb2.TASK_STATUS_CANCELLED: "cancelled",
+}
+SUPPORT_NAMES: dict[int, types.TaskExecutionMode] = {
+    task_pb2.TASK_SUPPORT_UNSPECIFIED: "optional",
+    task_pb2.TASK_SUPPORT_OPTIONAL: "optional",
+    task_pb2.TASK_SUPPORT_REQUIRED: "required",
+    task_pb2.TASK_SUPPORT_FORBIDDEN: "forbidden",
+}
+TERMINAL = frozenset(
+    {task_pb2.TASK_STATUS_COMPLETED, task_pb2.TASK_STATUS_FAILED, task_pb2.TASK_STATUS_CANCELLED}
+)
+FORWARDED_ERRORS = {
+    grpc.StatusCode.NOT_FOUND: types.INVALID_PARAMS,
+    grpc.StatusCode.INVALID_ARGUMENT: types.INVALID_PARAMS,
+    grpc.StatusCode.FAILED_PRECONDITION: types.INVALID_PARAMS,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: types.INVALID_PARAMS,
+}
+
+
+class AnyResult(types.Result):
+    """A client's result taken as it is; the service validates it against the request's method."""
+
+
+def _plain(message: Any) -> Any:
+    return plain_json(json_format.MessageToDict(message))
+
+
+def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(data)
+    return message
+
+
+def _time(ts: Any) -> datetime:
+    return cast("datetime", ts.ToDatetime(tzinfo=UTC))
+
+
+def mcp_task(task: task_pb2.Task) -> types.Task:
+    return types.Task(
+        taskId=task.task_id,
+        status=STATUS_NAMES[task.status],
+        statusMessage=task.status_message or None,
+        createdAt=_time(task.created_at),
+        lastUpdatedAt=_time(task.last_updated_at),
+        ttl=task.ttl_ms,
+        pollInterval=task.poll_interval_ms,
+    )
+
+
+def related_task_meta(task_id: str) -> dict[str, Any]:
+    return {RELATED_TASK_METADATA_KEY: types.RelatedTaskMetadata(taskId=task_id).model_dump(by_alias=True)}
+
+
+def tool_result(outcome: pb.TaskOutcome) -> types.CallToolResult:
+    """The CallToolResult a terminal task stands for: its result, or an error result saying why not."""
+    task = outcome.task
+    if task.status == task_pb2.TASK_STATUS_COMPLETED and outcome.HasField("result"):
+        return types.CallToolResult.model_validate(_plain(outcome.result))
+    if task.status == task_pb2.TASK_STATUS_CANCELLED:
+        text = (
+            f"The task was cancelled: {task.status_message}"
+            if task.status_message
+            else "The task was cancelled."
+        )
+    else:
+        text = task.status_message or "The task failed."
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], isError=True)
+
+
+def rpc_error(exc: grpc.aio.AioRpcError, what: str) -> McpError:
+    code = FORWARDED_ERRORS.get(exc.code(), types.INTERNAL_ERROR)
+    details = exc.details() or exc.code().name
+    if code == types.INTERNAL_ERROR:
+        details = f"the task service is unavailable ({exc.code().name}: {details})"
+    return McpError(types.ErrorData(code=code, message=f"{what}: {details}"))
+
+
+@contextlib.contextmanager
+def mcp_errors(what: str) -> Any:
+    try:
+        yield
+    except grpc.aio.AioRpcError as exc:
+        raise rpc_error(exc, what) from None
+
+
+class McpBridge:
+    """Speaks MCP to clients, forwards everything to a TaskService's BridgeService."""
+
+    def __init__(self, service_target: str, *, name: str = "taskservice") -> None:
+        self.service_target = service_target
+        self.channel = grpc.aio.insecure_channel(
+            service_target,
+            options=[
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.enable_retries", 1),
+            ],
+        )
+        self.service = cast(
+            "bridge_service_pb2_grpc.BridgeServiceAsyncStub",
+            bridge_service_pb2_grpc.BridgeServiceStub(self.channel),
+        )
+        self.server: Server[Any, Any] = Server(name, version=__version__)
+        self._owners: weakref.WeakKeyDictionary[ServerSession, str] = weakref.WeakKeyDictionary()
+        self._background: set[asyncio.Task[None]] = set()
+        self._tools: dict[str, types.Tool] | None = None
+        self._register_handlers()
+
+    # --------------------------------------------------------------- plumbing
+
+    def initialization_options(self) -> InitializationOptions:
+        return self.server.create_initialization_options(NotificationOptions(tools_changed=True))
+
+    def _register_handlers(self) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            # Creating the experimental handlers makes the server advertise tasks
+            # for the request types registered below.
+            self.server.experimental  # noqa: B018
+        handlers: dict[type, Callable[[Any], Awaitable[types.ServerResult]]] = {
+            types.ListToolsRequest: self._list_tools,
+            types.CallToolRequest: self._call_tool,
+            types.GetTaskRequest: self._get_task,
+            types.ListTasksRequest: self._list_tasks,
+            types.CancelTaskRequest: self._cancel_task,
+            types.GetTaskPayloadRequest: self._task_result,
+        }
+        self.server.request_handlers.update(handlers)
+
+    def _owner(self) -> tuple[ServerSession, str]:
+        """The calling session and the owner its tasks are stored under."""
+        session = self.server.request_context.session
+        owner = self._owners.get(session)
+        if owner is None:
+            owner = self._owners[session] = f"session:{secrets.token_urlsafe(16)}"
+        return session, owner
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def start(self) -> None:
+        """Start following the service's tool set (for tools/list_changed)."""
+        self._spawn(self._watch_tools(), "bridge-watch-tools")
+
+    async def close(self) -> None:
+        for task in tuple(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.wait(tuple(self._background), timeout=2)
+        await self.channel.close(None)
+
+    # ------------------------------------------------------------------ tools
+
+    @staticmethod
+    def _mcp_tool(tool: task_pb2.ToolDefinition) -> types.Tool:
+        return types.Tool(
+            name=tool.name,
+            title=tool.title or None,
+            description=tool.description or None,
+            inputSchema=_plain(tool.input_schema) if tool.HasField("input_schema") else {"type": "object"},
+            outputSchema=_plain(tool.output_schema) if tool.HasField("output_schema") else None,
+            annotations=types.ToolAnnotations.model_validate(_plain(tool.annotations))
+            if tool.HasField("annotations")
+            else None,
+            execution=types.ToolExecution(taskSupport=SUPPORT_NAMES[tool.task_support]),
+        )
+
+    async def tools(self) -> dict[str, types.Tool]:
+        if self._tools is not None:
+            return self._tools
+        with mcp_errors("tools/list"):
+            listed = await self.service.ListTools(pb.ListToolsRequest())
+        return {t.name: self._mcp_tool(t) for t in listed.tools}
+
+    async def _watch_tools(self) -> None:
+        """Keep the tool set current and tell sessions when it changes; reconnect with backoff."""
+        delay = 0.1
+        while True:
+            try:
+                first = True
+                async for update in self.service.WatchTools(pb.WatchToolsRequest()):
+                    delay = 0.1
+                    tools = {t.name: self._mcp_tool(t) for t in update.tools}
+                    changed = self._tools is not None and tools != self._tools
+                    self._tools = tools
+                    if changed or not first:
+                        await self._tools_changed()
+                    first = False
+            except grpc.aio.AioRpcError as exc:
+                log.info("tool watch interrupted (%s); retrying", exc.code().name)
+            self._tools = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _tools_changed(self) -> None:
+        for session in list(self._owners):
+            with contextlib.suppress(Exception):
+                await session.send_tool_list_changed()
+
+    async def _list_tools(self, request: types.ListToolsRequest) -> types.ServerResult:
+        self._owner()
+        return types.ServerResult(types.ListToolsResult(tools=list((await self.tools()).values())))
+
+    # ------------------------------------------------------------- tools/call
+
+    async def _call_tool(self, request: types.CallToolRequest) -> types.ServerResult:
+        session, owner = self._owner()
+        params = request.params
+        tool = (await self.tools()).get(params.name)
+        if tool is None:
+            raise McpError(
+                types.ErrorData(
+                    code=types.INVALID_PARAMS,
+                    message=f"Unknown tool {params.name!r}: no connected worker serves it",
+                )
+            )
+        as_task = params.task is not None
+        support = tool.execution.taskSupport if tool.execution else "optional"
+        if as_task and support == "forbidden":
+            raise McpError(
+                types.ErrorData(
+                    code=types.METHOD_NOT_FOUND,
+                    message=f"Tool {params.name!r} does not support task-augmented execution",
+                )
+            )
+        if not as_task and support == "required":
+            raise McpError(
+                types.ErrorData(
+                    code=types.METHOD_NOT_FOUND,
+                    message=f"Tool {params.name!r} requires task-augmented execution",
+                )
+            )
+        arguments = params.arguments or {}
+        try:
+            jsonschema.validate(instance=arguments, schema=tool.inputSchema)
+        except jsonschema.ValidationError as exc:
+            if as_task:
+                raise McpError(
+                    types.ErrorData(
+                        code=types.INVALID_PARAMS, message=f"Input validation error: {exc.message}"
+                    )
+                ) from None
+            return types.ServerResult(
+                types.CallToolResult(
+                    content=[types.TextContent(type="text", text=f"Input validation error: {exc.message}")],
+                    isError=True,
+                )
+            )
+        meta = params.meta.model_dump(by_alias=True, exclude_none=True, mode="json") if params.meta else {}
+        create = pb.CreateTaskRequest(
+            owner=owner, tool_name=params.name, arguments=_struct(arguments), meta=_struct(meta)
+        )
+        if params.task is not None and params.task.ttl is not None:
+            create.ttl_ms = params.task.ttl
+        if session.client_params is not None:
+            caps = session.client_params.capabilities.model_dump(
+                by_alias=True, exclude_none=True, mode="json"
+            )
+            create.client_capabilities.CopyFrom(_struct(caps))
+        with mcp_errors("tools/call"):
+            task = (await self.service.CreateTask(create)).task
+        progress_token = meta.get("progressToken")
+        request_id = self.server.request_context.request_id
+        if as_task:
+            self._spawn(
+                self._follow(session, owner, task.task_id, progress_token, None, notify_status=True),
+                f"bridge-follow-{task.task_id}",
+            )
+            return types.ServerResult(types.CreateTaskResult(task=mcp_task(task)))
+        if progress_token is not None:
+            self._spawn(
+                self._follow(session, owner, task.task_id, progress_token, request_id, notify_status=False),
+                f"bridge-follow-{task.task_id}",
+            )
+        outcome = await self._run_to_outcome(session, owner, task.task_id, request_id)
+        return types.ServerResult(tool_result(outcome))
+
+    async def _follow(
+        self,
+        session: ServerSession,
+        owner: str,
+        task_id: str,
+        progress_token: str | int | None,
+        related_request_id: types.RequestId | None,
+        *,
+        notify_status: bool,
+    ) -> None:
+        """Send status (and progress) notifications for a task until it ends."""
+        progress = 0
+        try:
+            first = True
+            async for event in self.service.FollowTask(pb.FollowTaskRequest(owner=owner, task_id=task_id)):
+                if first:
+                    first = False
+                    continue
+                if not event.notify:
+                    continue
+                if notify_status:
+                    task = mcp_task(event.task)
+                    await session.send_notification(
+                        types.ServerNotification(
+                            types.TaskStatusNotification(
+                                params=types.TaskStatusNotificationParams.model_validate(
+                                    task.model_dump(by_alias=True, mode="json")
+                                )
+                            )
+                        )
+                    )
+                if progress_token is not None and event.task.status not in TERMINAL:
+                    progress += 1
+                    await session.send_progress_notification(
+                        progress_token,
+                        float(progress),
+                        message=event.task.status_message or None,
+                        related_request_id=str(related_request_id)
+                        if related_request_id is not None
+                        else None,
+                    )
+        except grpc.aio.AioRpcError as exc:
+            log.debug("stopped following task %s: %s", task_id, exc.code().name)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            log.debug("session closed while following task %s", task_id)
+
+    # ----------------------------------------------- tasks/result and waiting
+
+    async def _run_to_outcome(
+        self, session: ServerSession, owner: str, task_id: str, request_id: types.RequestId
+    ) -> pb.TaskOutcome:
+        """Follow a task to its end, carrying its requests to the client on this request's stream."""
+        outcome: pb.TaskOutcome | None = None
+        async with anyio.create_task_group() as forwards:
+            with mcp_errors(f"task {task_id}"):
+                async for event in self.service.StreamTaskEvents(
+                    pb.StreamTaskEventsRequest(owner=owner, task_id=task_id)
+                ):
+                    kind = event.WhichOneof("event")
+                    if kind == "request":
+                        forwards.start_soon(self._forward, session, owner, event.request, request_id)
+                    elif kind == "outcome":
+                        outcome = event.outcome
+                        break
+            forwards.cancel_scope.cancel()
+        if outcome is None:
+            raise McpError(
+                types.ErrorData(code=types.INTERNAL_ERROR, message=f"task {task_id}: stream ended early")
+            )
+        return outcome
+
+    async def _forward(
+        self,
+        session: ServerSession,
+        owner: str,
+        pending: task_pb2.PendingRequest,
+        related_request_id: types.RequestId,
+    ) -> None:
+        """Send one queued request to the client and store its answer (or error) in the service."""
+        params = _plain(pending.params)
+        metadata = ServerMessageMetadata(related_request_id=related_request_id)
+        answer = pb.AnswerRequestRequest(owner=owner, task_id=pending.task_id, request_id=pending.request_id)
+        try:
+            if pending.method == "elicitation/create":
+                request = types.ServerRequest(types.ElicitRequest.model_validate({"params": params}))
+            else:
+                request = types.ServerRequest(types.CreateMessageRequest.model_validate({"params": params}))
+            if "task" in params:
+                # The client runs it as its own task: wait for that task, then fetch its result.
+                created = await session.send_request(request, types.CreateTaskResult, metadata=metadata)
+                async for _ in session.experimental.poll_task(created.task.taskId):
+                    pass
+                result = await session.experimental.get_task_result(created.task.taskId, AnyResult)
+            else:
+                result = await session.send_request(request, AnyResult, metadata=metadata)
+            answer.result.CopyFrom(_struct(result.model_dump(by_alias=True, exclude_none=True, mode="json")))
+        except McpError as exc:
+            answer.error.CopyFrom(task_pb2.McpError(code=exc.error.code, message=exc.error.message))
+            if exc.error.data is not None:
+                json_format.ParseDict(exc.error.data, answer.error.data)
+        try:
+            await self.service.AnswerRequest(answer)
+        except grpc.aio.AioRpcError as exc:
+            # Another waiter answered first, or the task ended meanwhile: nothing to do.
+            log.info("answer to request %s not stored: %s", pending.request_id, exc.details())
+
+    async def _task_result(self, request: types.GetTaskPayloadRequest) -> types.ServerResult:
+        session, owner = self._owner()
+        task_id = request.params.taskId
+        outcome = await self._run_to_outcome(session, owner, task_id, self.server.request_context.request_id)
+        data = tool_result(outcome).model_dump(by_alias=True, exclude_none=True, mode="json")
+        data["_meta"] = {**(data.get("_meta") or {}), **related_task_meta(task_id)}
+        return types.ServerResult(types.GetTaskPayloadResult.model_validate(data))
+
+    # ----------------------------------------------------- tasks/get, list, cancel
+
+    async def _get_task(self, request: types.GetTaskRequest) -> types.ServerResult:
+        _, owner = self._owner()
+        with mcp_errors("tasks/get"):
+            found = await self.service.LookupTask(
+                pb.LookupTaskRequest(owner=owner, task_id=request.params.taskId)
+            )
+        task = mcp_task(found.task)
+        return types.ServerResult(types.GetTaskResult.model_validate(task.model_dump(by_alias=True)))
+
+    async def _list_tasks(self, request: types.ListTasksRequest) -> types.ServerResult:
+        _, owner = self._owner()
+        cursor = request.params.cursor if request.params else None
+        with mcp_errors("tasks/list"):
+            page = await self.service.ListTasks(pb.ListTasksRequest(owner=owner, page_token=cursor or ""))
+        return types.ServerResult(
+            types.ListTasksResult(
+                tasks=[mcp_task(t) for t in page.tasks], nextCursor=page.next_page_token or None
+            )
+        )
+
+    async def _cancel_task(self, request: types.CancelTaskRequest) -> types.ServerResult:
+        _, owner = self._owner()
+        with mcp_errors("tasks/cancel"):
+            cancelled = await self.service.CancelTask(
+                pb.CancelTaskRequest(owner=owner, task_id=request.params.taskId)
+            )
+        task = mcp_task(cancelled.task)
+        return types.ServerResult(types.CancelTaskResult.model_validate(task.model_dump(by_alias=True)))
