@@ -579,7 +579,10 @@ class TaskManager:
         await self.store.changes.publish((TOOLS_KEY, worker_key(worker_id)))
 
     async def assignments(self, worker_id: str) -> AsyncIterator[TaskRecord]:
-        """Offer tasks to a worker as it has room; unacknowledged offers come again on reconnect."""
+        """Offer tasks to a worker as it has room; unacknowledged offers come again on reconnect.
+
+        Raises WorkerNotFound when the worker is unknown at the start; ends when it goes away.
+        """
         worker = await self._live_worker(worker_id)
         keys = (worker_key(worker_id), *(tool_key(n) for n in worker.tool_names))
         sent: set[str] = set()
@@ -605,7 +608,13 @@ class TaskManager:
                             fresh.append(claimed)
                 return (again + fresh) or None
 
-            for task in await self._wait_until(keys, offers):
+            try:
+                offered = await self._wait_until(keys, offers)
+            except WorkerNotFound:
+                # Unregistered or swept while we waited: the stream simply ends. A
+                # worker that reconnects is told NOT_FOUND and registers again.
+                return
+            for task in offered:
                 sent.add(task.lease_id)
                 yield task
 

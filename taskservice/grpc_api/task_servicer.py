@@ -102,18 +102,24 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         method: str,
         params: Callable[[], JsonObject],
     ) -> AsyncIterator[R]:
-        """Store (or re-attach to) a client request, report it, then end with the answer."""
+        """Store (or re-attach to) a client request, report it, then end with the answer.
+
+        Re-attaching by a known `request_id` needs nothing else: the stored request
+        is reported again, and its answer once there is one.
+        """
         async with self.streams.open(context), grpc_errors(context):
             required(task_id, "task_id")
-            built = params()
             task = await self.manager.get_task(task_id)
-            caps = task.client_capabilities
-            if caps is not None and (not request_id or task.find_request(request_id) is None):
-                refusal = mcp_payloads.refused_by_client(method, built, caps)
+            if request_id and task.find_request(request_id) is not None:
+                task, pending = await self.manager.ask(task_id, method, {}, request_id)
+            else:
+                built = params()
+                caps = task.client_capabilities
+                refusal = None if caps is None else mcp_payloads.refused_by_client(method, built, caps)
                 if refusal is not None:
                     yield response(task=task_message(task), error=mcp_error_message(refusal))
                     return
-            task, pending = await self.manager.ask(task_id, method, built, request_id)
+                task, pending = await self.manager.ask(task_id, method, built, request_id)
             yield response(task=task_message(task), pending=request_message(task_id, pending))
             task, answered = await self.manager.wait_for_answer(task_id, pending.request_id)
             if answered.error is not None:

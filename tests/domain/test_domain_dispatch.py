@@ -422,7 +422,8 @@ async def test_the_assignment_stream_of_a_worker_that_withdrew_ends(manager: Tas
     async with closing(manager.assignments(worker.worker_id)) as stream:
         pending = await stays_quiet(stream)
         await manager.unregister_worker(worker.worker_id)
-        with pytest.raises(WorkerNotFound):
+        # The stream ends cleanly; a reconnect would be told NOT_FOUND.
+        with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(pending, TIMEOUT)
 
 
@@ -434,8 +435,10 @@ async def test_the_assignment_stream_of_a_lost_worker_ends(
         pending = await stays_quiet(stream)
         clock.advance(limits.lease_ttl_ms)
         await manager.sweep()
-        with pytest.raises(WorkerNotFound):
+        with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(pending, TIMEOUT)
+    with pytest.raises(WorkerNotFound):
+        await anext(aiter(manager.assignments(worker.worker_id)))
 
 
 async def test_a_task_that_expires_while_queued_is_never_offered(
