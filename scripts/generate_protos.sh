@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates the committed Python code for proto/ into the worker stub's package.
+# Regenerates everything made from proto/: the committed Python code in the worker
+# stub's package, the reference page docs/proto-reference.md (from the .proto
+# comments, by scripts/gen_proto_docs.py) and the Node package's copy of the
+# contract (client/node/proto, which the npm package ships).
 #
 # The generated _pb2.py files pin the oldest protobuf runtime they accept, so they
 # are made with the oldest grpcio-tools this project supports (pinned below), in a
@@ -41,3 +44,9 @@ rm -rf "$final"
 mv "$out" "$final"
 chmod 755 "$final"
 echo "generated into ${final#"$root/"}"
+rm -rf "$root/client/node/proto/mcptasks"
+mkdir -p "$root/client/node/proto"
+cp -R "$root/proto/mcptasks" "$root/client/node/proto/"
+echo "copied proto/mcptasks into client/node/proto"
+# Last, as it fails (after writing the page) when an element of the contract has no comment.
+"$venv/bin/python" "$root/scripts/gen_proto_docs.py" --out "$root/docs/proto-reference.md"

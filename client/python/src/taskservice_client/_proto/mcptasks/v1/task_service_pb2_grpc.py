@@ -176,7 +176,9 @@ class TaskServiceServicer(object):
 
     def Elicit(self, request, context):
         """Form-mode elicitation: the stream reports the stored request (the task is
-        now input_required), then ends with the client's `ElicitResult`.
+        now input_required), then ends with the client's `ElicitResult`. When the
+        task is cancelled meanwhile the stream ends with CANCELLED; when it breaks
+        (UNAVAILABLE, a restart) the worker calls again with the same `request_id`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -226,6 +228,8 @@ class TaskServiceServicer(object):
 
     def StreamAssignments(self, request, context):
         """Receive assignments: tasks to run. Assignments not yet acknowledged are sent again on reconnect.
+        NOT_FOUND when the service does not know the worker (its lease ran out, or the service
+        lost its state): call RegisterWorker again with the same `worker_id`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -239,7 +243,8 @@ class TaskServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Heartbeat(self, request, context):
-        """Keep the worker and all its leases alive.
+        """Keep the worker and all its leases alive; call it every `heartbeat_interval_ms`.
+        NOT_FOUND when the service does not know the worker: register again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -56,7 +56,9 @@ class TaskServiceStub:
         taskservice_client._proto.mcptasks.v1.task_service_pb2.ElicitResponse,
     ]
     """Form-mode elicitation: the stream reports the stored request (the task is
-    now input_required), then ends with the client's `ElicitResult`.
+    now input_required), then ends with the client's `ElicitResult`. When the
+    task is cancelled meanwhile the stream ends with CANCELLED; when it breaks
+    (UNAVAILABLE, a restart) the worker calls again with the same `request_id`.
     """
 
     ElicitUrl: grpc.UnaryStreamMultiCallable[
@@ -99,7 +101,10 @@ class TaskServiceStub:
         taskservice_client._proto.mcptasks.v1.task_service_pb2.StreamAssignmentsRequest,
         taskservice_client._proto.mcptasks.v1.task_service_pb2.StreamAssignmentsResponse,
     ]
-    """Receive assignments: tasks to run. Assignments not yet acknowledged are sent again on reconnect."""
+    """Receive assignments: tasks to run. Assignments not yet acknowledged are sent again on reconnect.
+    NOT_FOUND when the service does not know the worker (its lease ran out, or the service
+    lost its state): call RegisterWorker again with the same `worker_id`.
+    """
 
     AckAssignment: grpc.UnaryUnaryMultiCallable[
         taskservice_client._proto.mcptasks.v1.task_service_pb2.AckAssignmentRequest,
@@ -111,7 +116,9 @@ class TaskServiceStub:
         taskservice_client._proto.mcptasks.v1.task_service_pb2.HeartbeatRequest,
         taskservice_client._proto.mcptasks.v1.task_service_pb2.HeartbeatResponse,
     ]
-    """Keep the worker and all its leases alive."""
+    """Keep the worker and all its leases alive; call it every `heartbeat_interval_ms`.
+    NOT_FOUND when the service does not know the worker: register again.
+    """
 
     ReleaseAssignment: grpc.UnaryUnaryMultiCallable[
         taskservice_client._proto.mcptasks.v1.task_service_pb2.ReleaseAssignmentRequest,
@@ -192,7 +199,9 @@ class TaskServiceAsyncStub:
         taskservice_client._proto.mcptasks.v1.task_service_pb2.ElicitResponse,
     ]
     """Form-mode elicitation: the stream reports the stored request (the task is
-    now input_required), then ends with the client's `ElicitResult`.
+    now input_required), then ends with the client's `ElicitResult`. When the
+    task is cancelled meanwhile the stream ends with CANCELLED; when it breaks
+    (UNAVAILABLE, a restart) the worker calls again with the same `request_id`.
     """
 
     ElicitUrl: grpc.aio.UnaryStreamMultiCallable[
@@ -235,7 +244,10 @@ class TaskServiceAsyncStub:
         taskservice_client._proto.mcptasks.v1.task_service_pb2.StreamAssignmentsRequest,
         taskservice_client._proto.mcptasks.v1.task_service_pb2.StreamAssignmentsResponse,
     ]
-    """Receive assignments: tasks to run. Assignments not yet acknowledged are sent again on reconnect."""
+    """Receive assignments: tasks to run. Assignments not yet acknowledged are sent again on reconnect.
+    NOT_FOUND when the service does not know the worker (its lease ran out, or the service
+    lost its state): call RegisterWorker again with the same `worker_id`.
+    """
 
     AckAssignment: grpc.aio.UnaryUnaryMultiCallable[
         taskservice_client._proto.mcptasks.v1.task_service_pb2.AckAssignmentRequest,
@@ -247,7 +259,9 @@ class TaskServiceAsyncStub:
         taskservice_client._proto.mcptasks.v1.task_service_pb2.HeartbeatRequest,
         taskservice_client._proto.mcptasks.v1.task_service_pb2.HeartbeatResponse,
     ]
-    """Keep the worker and all its leases alive."""
+    """Keep the worker and all its leases alive; call it every `heartbeat_interval_ms`.
+    NOT_FOUND when the service does not know the worker: register again.
+    """
 
     ReleaseAssignment: grpc.aio.UnaryUnaryMultiCallable[
         taskservice_client._proto.mcptasks.v1.task_service_pb2.ReleaseAssignmentRequest,
@@ -338,7 +352,9 @@ class TaskServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[collections.abc.Iterator[taskservice_client._proto.mcptasks.v1.task_service_pb2.ElicitResponse], collections.abc.AsyncIterator[taskservice_client._proto.mcptasks.v1.task_service_pb2.ElicitResponse]]:
         """Form-mode elicitation: the stream reports the stored request (the task is
-        now input_required), then ends with the client's `ElicitResult`.
+        now input_required), then ends with the client's `ElicitResult`. When the
+        task is cancelled meanwhile the stream ends with CANCELLED; when it breaks
+        (UNAVAILABLE, a restart) the worker calls again with the same `request_id`.
         """
 
     @abc.abstractmethod
@@ -395,7 +411,10 @@ class TaskServiceServicer(metaclass=abc.ABCMeta):
         request: taskservice_client._proto.mcptasks.v1.task_service_pb2.StreamAssignmentsRequest,
         context: _ServicerContext,
     ) -> typing.Union[collections.abc.Iterator[taskservice_client._proto.mcptasks.v1.task_service_pb2.StreamAssignmentsResponse], collections.abc.AsyncIterator[taskservice_client._proto.mcptasks.v1.task_service_pb2.StreamAssignmentsResponse]]:
-        """Receive assignments: tasks to run. Assignments not yet acknowledged are sent again on reconnect."""
+        """Receive assignments: tasks to run. Assignments not yet acknowledged are sent again on reconnect.
+        NOT_FOUND when the service does not know the worker (its lease ran out, or the service
+        lost its state): call RegisterWorker again with the same `worker_id`.
+        """
 
     @abc.abstractmethod
     def AckAssignment(
@@ -411,7 +430,9 @@ class TaskServiceServicer(metaclass=abc.ABCMeta):
         request: taskservice_client._proto.mcptasks.v1.task_service_pb2.HeartbeatRequest,
         context: _ServicerContext,
     ) -> typing.Union[taskservice_client._proto.mcptasks.v1.task_service_pb2.HeartbeatResponse, collections.abc.Awaitable[taskservice_client._proto.mcptasks.v1.task_service_pb2.HeartbeatResponse]]:
-        """Keep the worker and all its leases alive."""
+        """Keep the worker and all its leases alive; call it every `heartbeat_interval_ms`.
+        NOT_FOUND when the service does not know the worker: register again.
+        """
 
     @abc.abstractmethod
     def ReleaseAssignment(
