@@ -61,6 +61,22 @@ fi
 buf() { "$root/node_modules/.bin/buf" "$@"; }
 buf --version
 
+# The Node worker stub (client/node) and the Node side of tests/node (the
+# TypeScript MCP SDK client): `npm ci` again only when a lockfile changed.
+phase "setup: node packages (npm ci in client/node, tests/node)"
+npm_ci_in() {
+  local dir=$1 sum
+  sum=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ ! -d "$dir/node_modules" ] || [ "$(cat "$dir/node_modules/.taskservice-lock" 2>/dev/null)" != "$sum" ]; then
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$sum" > "$dir/node_modules/.taskservice-lock"
+  fi
+  echo "$dir: node_modules matches package-lock.json"
+}
+npm_ci_in client/node
+npm_ci_in tests/node
+node --version
+
 # The checks all run, even after one failed, so that one run shows every problem;
 # the script fails at the end when any of them did.
 failed=()
@@ -112,9 +128,11 @@ run_pytest() {
 
 check "ruff check" "$py" -m ruff check .
 check "mypy (strict)" "$py" -m mypy
-check "generated code is up to date" bash scripts/check_generated.sh
+check "generated code and docs are up to date" bash scripts/check_generated.sh
 check "buf lint" buf lint
 check "buf breaking" breaking
+check "node worker stub (client/node: npm test)" env TASKSERVICE_BIN="$venv/bin/taskservice" \
+  npm --prefix client/node test --silent
 check "pytest" run_pytest "$@"
 
 phase ""
