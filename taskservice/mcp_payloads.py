@@ -9,6 +9,7 @@ builds them, related-task `_meta` included.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import pydantic
@@ -38,13 +39,20 @@ def _dump(model: pydantic.BaseModel) -> JsonObject:
     return model.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
-def parse(model: type[M], data: Any, field: str) -> M:
-    """Validate `data` as an MCP model; the error names the first offending field."""
+def parse(model: type[M], data: Any, field: str, *, names: Mapping[str, str] | None = None) -> M:
+    """Validate `data` as an MCP model; the error names the first offending field.
+
+    `names` renames the top-level keys in that path (MCP's camelCase) to the fields
+    of the request that carried them, when `data` was built from a request's fields.
+    """
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in (field, *first["loc"]))
+        loc = [str(part) for part in first["loc"]]
+        if names and loc:
+            loc[0] = names.get(loc[0], loc[0])
+        where = ".".join(part for part in (field, *loc) if part) or model.__name__
         raise InvalidArgument(where, f"{first['msg']} (not a valid MCP {model.__name__})") from exc
 
 
@@ -107,6 +115,18 @@ def elicit_url_params(task_id: str, message: str, url: str, elicitation_id: str)
     return _with_related_task(_dump(params), task_id)
 
 
+# CreateMessageRequestParams keys -> the CreateMessage request fields they come from, so
+# that an error names the field the caller set (`max_tokens`, not `params.maxTokens`).
+_SAMPLING_FIELDS = {
+    "maxTokens": "max_tokens",
+    "systemPrompt": "system_prompt",
+    "includeContext": "include_context",
+    "stopSequences": "stop_sequences",
+    "modelPreferences": "model_preferences",
+    "toolChoice": "tool_choice",
+}
+
+
 def create_message_params(
     task_id: str,
     *,
@@ -139,7 +159,7 @@ def create_message_params(
         "toolChoice": tool_choice,
     }
     raw.update({k: v for k, v in optional.items() if v is not None})
-    params = parse(types.CreateMessageRequestParams, raw, "params")
+    params = parse(types.CreateMessageRequestParams, raw, "", names=_SAMPLING_FIELDS)
     try:
         validate_tool_use_result_messages(params.messages)
     except ValueError as exc:

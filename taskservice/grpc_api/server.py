@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import socket
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -37,6 +40,10 @@ SERVICE_NAMES = (
 
 def server_options(max_payload_bytes: int) -> list[tuple[str, int]]:
     return [
+        # gRPC sets SO_REUSEPORT by default, so a second server on a port in use
+        # would start "fine" and split the traffic with the first (and, on one
+        # SQLite file, wait for changes the other process makes). Refuse instead.
+        ("grpc.so_reuseport", 0),
         # Long waits (an elicitation can take a person minutes) cross proxies and
         # NATs: ping idle connections and let clients ping us as well.
         ("grpc.keepalive_time_ms", 30_000),
@@ -51,6 +58,76 @@ def server_options(max_payload_bytes: int) -> list[tuple[str, int]]:
     ]
 
 
+_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:\[\]]*)):(?P<port>\d+)$")
+
+
+def probe_bind(listen: str) -> None:
+    """Raise OSError with the reason when `listen` (host:port) cannot be bound.
+
+    gRPC only logs why a bind failed (a line of its own on stderr) and says
+    "Failed to bind"; binding a plain socket first gives the reason, such as
+    "Address already in use", as one clear error. Other address forms are left to gRPC.
+    """
+    match = _HOST_PORT.match(listen)
+    if match is None or match["port"] == "0":
+        return
+    host = match["v6"] if match["v6"] is not None else (match["host"] or "0.0.0.0")
+    try:
+        addresses = socket.getaddrinfo(host, int(match["port"]), type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise OSError(f"cannot listen on {listen}: {exc}") from exc
+    errors: list[OSError] = []
+    for family, kind, proto, _, address in addresses:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+                probe.bind(address)
+        except OSError as exc:
+            errors.append(exc)
+    if errors and len(errors) == len(addresses):  # gRPC serves when any address binds
+        raise OSError(f"cannot listen on {listen}: {errors[0].strerror or errors[0]}")
+
+
+class HealthServicer(health_aio.HealthServicer):  # type: ignore[misc]  # untyped upstream class
+    """grpc's asyncio health service, except that Watch streams end once shutdown begins.
+
+    Upstream, a Watch waits forever, so one watching client (a load balancer, a
+    bridge) holds `server.stop(grace)` for the whole grace. Here a watcher is told
+    NOT_SERVING and its stream then ends with UNAVAILABLE, like the service's own.
+    """
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        # Upstream's Watch (grpcio-health-checking 1.66+), plus the shutdown check.
+        service = request.service
+        condition = self._server_watchers[service]
+        self._watcher_count_by_service[service] += 1
+        last = None
+        try:
+            async with condition:
+                while True:
+                    status = self._server_status.get(service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+                    if status != last:
+                        await context.write(health_pb2.HealthCheckResponse(status=status))
+                        last = status
+                    if self._gracefully_shutting_down:
+                        context.set_code(grpc.StatusCode.UNAVAILABLE)
+                        context.set_details("the service is shutting down; reconnect")
+                        return
+                    await condition.wait()
+        finally:
+            self._watcher_count_by_service[service] -= 1
+            if self._watcher_count_by_service[service] == 0:
+                del self._server_watchers[service]
+                del self._watcher_count_by_service[service]
+
+    async def enter_graceful_shutdown(self) -> None:
+        """NOT_SERVING for good, and wake every watcher (of unknown services too) so that it ends."""
+        await super().enter_graceful_shutdown()
+        for condition in list(self._server_watchers.values()):
+            async with condition:
+                condition.notify_all()
+
+
 class TaskServiceServer:
     """Serves a TaskManager over gRPC on one address, and runs its sweeper."""
 
@@ -58,7 +135,7 @@ class TaskServiceServer:
         self.manager = manager
         self.listen = listen
         self.streams = StreamRegistry()
-        self.health = health_aio.HealthServicer()
+        self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.port = 0
@@ -74,6 +151,7 @@ class TaskServiceServer:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server)
+        probe_bind(self.listen)
         try:
             self.port = server.add_insecure_port(self.listen)
         except RuntimeError as exc:

@@ -235,6 +235,44 @@ async def test_owners_see_only_their_own_tasks(store: TaskStore) -> None:
     assert ids(await store.list_tasks("bob", TaskCursor(0, ""), 10)) == ["b1"]
 
 
+# -------------------------------------------------------------------------- deleting
+
+
+async def test_delete_task_deletes_it_and_wakes_its_subscribers(store: TaskStore) -> None:
+    await store.insert_task(make_task("t1", created_at=1))
+    await store.insert_task(make_task("t2", created_at=2))
+    with store.changes.subscribe([task_key("t1")]) as subscription:
+        assert await store.delete_task("t1") is True
+        assert await subscription.wait(timeout=WAKE_TIMEOUT) is True
+    assert await store.get_task("t1") is None
+    assert ids(await store.list_tasks("alice", None, 10)) == ["t2"]
+    with pytest.raises(TaskNotFound):
+        await store.update_task("t1", with_message("x"))
+    # Deleting again finds nothing and wakes nobody; the other task is untouched.
+    with store.changes.subscribe([task_key("t1")]) as subscription:
+        assert await store.delete_task("t1") is False
+        assert await subscription.wait(timeout=QUIET) is False
+    assert await store.get_task("t2") == make_task("t2", created_at=2)
+
+
+async def test_delete_task_of_an_unknown_task_is_false(store: TaskStore) -> None:
+    assert await store.delete_task("ghost") is False
+    assert await store.get_task("ghost") is None
+
+
+async def test_a_deleted_task_leaves_the_dispatch_queries(store: TaskStore) -> None:
+    await store.insert_task(make_task("queued", tool_name="echo", dispatch=Dispatch.QUEUED))
+    await store.insert_task(
+        make_task("offered", tool_name="echo", dispatch=Dispatch.OFFERED, worker_id="w1", lease_expires_at=10)
+    )
+    assert await store.delete_task("queued") is True
+    assert await store.delete_task("offered") is True
+    assert await store.queued_tasks(["echo"], 10) == []
+    assert await store.tasks_of_worker("w1") == []
+    assert await store.stale_offers(1_000_000) == []
+    assert await store.delete_expired_tasks(10**15) == []
+
+
 # ---------------------------------------------------------------------------- expiry
 
 

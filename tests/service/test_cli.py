@@ -1,0 +1,169 @@
+"""`taskservice serve` as a user runs it: bad invocations end with one clear line, env twins work."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from grpc_health.v1 import health_pb2
+
+from taskservice import cli
+
+from .support import TASK_SERVICE, Clients, ServeProcess, free_port, serve_env
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    args: tuple[str, ...]
+    expect: str  # in the one line on stderr
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass
+class Finished:
+    returncode: int
+    stderr: str
+
+
+def bad_invocations(tmp: Path, busy_port: int) -> dict[str, Case]:
+    """Run as real processes: what a user sees on the terminal, gRPC's own logging included."""
+    (tmp / "a-directory.db").mkdir()
+    return {
+        "bogus-flag": Case(("--no-mcp", "--bogus"), "--bogus"),
+        "sqlite-on-a-directory": Case(
+            ("--no-mcp", "--store", f"sqlite:///{tmp / 'a-directory.db'}"), "cannot open SQLite store"
+        ),
+        "port-in-use": Case(
+            ("--no-mcp", "--store", "memory://", "--grpc-listen", f"127.0.0.1:{busy_port}"), "already in use"
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[Case, Finished]]]:
+    """Run every bad invocation at once (each is a Python start-up) and keep how each ended."""
+    tmp = tmp_path_factory.mktemp("cli")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        cases = bad_invocations(tmp, busy.getsockname()[1])
+        running = {
+            name: subprocess.Popen(
+                [sys.executable, "-m", "taskservice", "serve", *case.args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=serve_env(TASKSERVICE_STATE_DIR=str(tmp / "state"), **dict(case.env)),
+            )
+            for name, case in cases.items()
+        }
+        results: dict[str, tuple[Case, Finished]] = {}
+        try:
+            for name, process in running.items():
+                _, stderr = process.communicate(timeout=60)
+                results[name] = (cases[name], Finished(process.returncode, stderr))
+        finally:
+            for process in running.values():
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(timeout=10)
+        yield results
+
+
+CASES = ["bogus-flag", "sqlite-on-a-directory", "port-in-use"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_a_bad_invocation_exits_2_with_one_line_and_no_traceback(
+    finished: dict[str, tuple[Case, Finished]], name: str
+) -> None:
+    case, result = finished[name]
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("taskservice"), lines[0]
+    assert "error:" in lines[0]
+    assert case.expect in lines[0]
+
+
+# The same contract in-process (each Python start-up costs a second or two): `main` returns 2
+# and writes one line, on the file descriptor itself (capfd sees what gRPC's C core writes too).
+IN_PROCESS: dict[str, tuple[list[str], dict[str, str], str]] = {
+    "unsupported-store": (["--store", "ftp://example.com/tasks"], {}, "unsupported store URL"),
+    "lease-ttl-env-not-a-number": ([], {"TASKSERVICE_LEASE_TTL_MS": "abc"}, "TASKSERVICE_LEASE_TTL_MS"),
+    "bad-log-level": (["--log-level", "loud"], {}, "--log-level"),
+    "lease-ttl-zero": (["--lease-ttl-ms", "0"], {}, "lease_ttl_ms"),
+    "ttl-default-over-max": (["--default-ttl-ms", "10", "--max-ttl-ms", "5"], {}, "default_ttl_ms"),
+    "payload-env-not-a-number": (
+        [],
+        {"TASKSERVICE_MAX_PAYLOAD_BYTES": "1MB"},
+        "TASKSERVICE_MAX_PAYLOAD_BYTES",
+    ),
+    "no-mcp-env-not-a-boolean": ([], {"TASKSERVICE_NO_MCP": "maybe"}, "TASKSERVICE_NO_MCP"),
+    "bad-sqlite-url": (["--store", "sqlite://relative.db"], {}, "bad SQLite store URL"),
+    "sqlite-under-a-file": (["--store", "sqlite:///{tmp}/a-file/tasks.db"], {}, "cannot open SQLite store"),
+    "sqlite-not-a-database": (["--store", "sqlite:///{tmp}/garbage.db"], {}, "cannot open SQLite store"),
+    "unresolvable-listen-host": (["--grpc-listen", "no-such-host.invalid:50051"], {}, "cannot listen on"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(IN_PROCESS))
+def test_main_refuses_a_bad_setting_with_one_line(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    args, env, expect = IN_PROCESS[name]
+    (tmp_path / "a-file").write_text("not a directory")
+    (tmp_path / "garbage.db").write_bytes(b"this is not an SQLite database, not at all" * 100)
+    for key in [k for k in os.environ if k.startswith("TASKSERVICE_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("TASKSERVICE_STATE_DIR", str(tmp_path / "state"))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    base = ["serve", "--no-mcp", "--store", "memory://", "--grpc-listen", "127.0.0.1:0"]
+    argv = base + [arg.format(tmp=tmp_path) for arg in args]
+    try:
+        code: object = cli.main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    assert code == 2
+    err = capfd.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "error:" in lines[0]
+    assert expect in lines[0]
+
+
+async def test_env_twins_alone_configure_serve_and_sigterm_exits_0(tmp_path: Path) -> None:
+    port = free_port()
+    db = tmp_path / "from-env" / "tasks.db"
+    env = serve_env(
+        TASKSERVICE_GRPC_LISTEN=f"127.0.0.1:{port}",
+        TASKSERVICE_STORE=f"sqlite:///{db}",
+        TASKSERVICE_NO_MCP="1",
+        TASKSERVICE_LOG_LEVEL="warning",
+        TASKSERVICE_STATE_DIR=str(tmp_path / "default-state"),
+    )
+    process = await ServeProcess.start(tmp_path / "serve.log", env=env)
+    try:
+        await process.wait_until_serving(f"127.0.0.1:{port}")
+        clients = Clients(f"127.0.0.1:{port}")
+        try:
+            assert await clients.health_status(TASK_SERVICE) == health_pb2.HealthCheckResponse.SERVING
+        finally:
+            await clients.close()
+        assert db.exists()
+        assert not (tmp_path / "default-state").exists()
+        assert await process.signal(signal.SIGTERM) == 0
+    finally:
+        await process.ensure_stopped()
+    log = (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in log

@@ -1,0 +1,427 @@
+"""Errors over gRPC: status codes with `google.rpc.Status` details, and nothing changed by a bad call."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from taskservice_client._proto.mcptasks.v1 import task_pb2
+
+from taskservice.testing import RunningService
+
+from .conftest import MAX_PAYLOAD_BYTES
+from .support import (
+    OWNER,
+    SAMPLING_ANSWER,
+    USER_MESSAGE,
+    Clients,
+    Stream,
+    bounded,
+    bpb,
+    pb,
+    rich,
+    rich_error,
+    to_dict,
+    to_struct,
+    tool,
+)
+
+
+@contextlib.asynccontextmanager
+async def task_unchanged(clients: Clients, svc: RunningService, task_id: str) -> AsyncIterator[None]:
+    """The block's calls leave the stored task exactly as it was, over gRPC and in the store."""
+    before = await clients.get(task_id)
+    stored = await svc.manager.store.get_task(task_id)
+    yield
+    assert await clients.get(task_id) == before
+    assert await svc.manager.store.get_task(task_id) == stored
+
+
+# ------------------------------------------------------------------------ not found
+
+
+async def test_get_task_of_an_unknown_id_is_not_found_with_rich_details(clients: Clients) -> None:
+    error = await rich_error(clients.tasks.GetTask(pb.GetTaskRequest(task_id="no-such-task")))
+    assert error.code is grpc.StatusCode.NOT_FOUND
+    assert error.reason == "TASK_NOT_FOUND"
+    assert error.domain == "mcptasks.v1"
+    assert error.resource is not None
+    assert (error.resource.resource_type, error.resource.resource_name) == ("task", "no-such-task")
+    assert "no-such-task" in error.message
+
+
+async def test_update_status_of_an_unknown_id_is_not_found_with_rich_details(clients: Clients) -> None:
+    request = pb.UpdateStatusRequest(task_id="no-such-task", status_message="half way")
+    error = await rich_error(clients.tasks.UpdateStatus(request))
+    assert error.code is grpc.StatusCode.NOT_FOUND
+    assert error.reason == "TASK_NOT_FOUND"
+    assert error.resource is not None
+    assert error.resource.resource_name == "no-such-task"
+
+
+async def test_answer_to_an_unknown_request_is_not_found(clients: Clients, task_id: str) -> None:
+    error = await rich_error(
+        clients.bridge.AnswerRequest(
+            bpb.AnswerRequestRequest(
+                owner=OWNER, task_id=task_id, request_id="nope", result=to_struct({"action": "decline"})
+            )
+        )
+    )
+    assert error.code is grpc.StatusCode.NOT_FOUND
+    assert error.reason == "REQUEST_NOT_FOUND"
+    assert error.resource is not None
+    assert (error.resource.resource_type, error.resource.resource_name) == ("request", "nope")
+
+
+# ------------------------------------------------------------------- empty task_id
+
+
+async def test_empty_task_id_is_invalid_argument_naming_task_id(clients: Clients) -> None:
+    calls: list[Any] = [
+        clients.tasks.GetTask(pb.GetTaskRequest()),
+        clients.tasks.UpdateStatus(pb.UpdateStatusRequest(status_message="x")),
+        clients.tasks.Complete(pb.CompleteRequest(result=to_struct({"content": []}))),
+        clients.tasks.Fail(pb.FailRequest(error="x")),
+        clients.bridge.LookupTask(bpb.LookupTaskRequest(owner=OWNER)),
+        clients.bridge.CancelTask(bpb.CancelTaskRequest(owner=OWNER)),
+    ]
+    for call in calls:
+        error = await rich_error(call)
+        assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert error.reason == "INVALID_ARGUMENT"
+        assert error.fields == ["task_id"]
+
+
+async def test_empty_task_id_of_a_stream_is_invalid_argument_naming_task_id(clients: Clients) -> None:
+    watch = clients.tasks.WatchTask(pb.WatchTaskRequest())
+    elicit = clients.tasks.Elicit(
+        pb.ElicitRequest(message="?", requested_schema=to_struct({"type": "object"}))
+    )
+    for call in (watch, elicit):
+        error = rich(await stream_error(call))
+        assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert error.fields == ["task_id"]
+
+
+async def stream_error(call: grpc.aio.UnaryStreamCall[Any, Any]) -> grpc.aio.AioRpcError:
+    return await Stream(call).error()
+
+
+# ---------------------------------------------------------------------- bad payloads
+
+
+@pytest.mark.parametrize(
+    ("result", "field_prefix"),
+    [
+        pytest.param({"content": "not a list"}, "result.content", id="content-not-a-list"),
+        pytest.param({"content": [{"type": "hologram", "data": "x"}]}, "result.content.0", id="unknown-type"),
+        pytest.param({"content": [{"type": "text"}]}, "result.content.0", id="text-without-text"),
+        pytest.param({"content": [], "isError": [True]}, "result.isError", id="isError-not-a-bool"),
+        pytest.param({"isError": False}, "result.content", id="no-content"),
+    ],
+)
+async def test_complete_with_a_result_that_is_not_a_call_tool_result_is_invalid_argument(
+    clients: Clients, svc: RunningService, task_id: str, result: dict[str, Any], field_prefix: str
+) -> None:
+    async with task_unchanged(clients, svc, task_id):
+        error = await rich_error(
+            clients.tasks.Complete(pb.CompleteRequest(task_id=task_id, result=to_struct(result)))
+        )
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert len(error.fields) == 1
+    assert error.fields[0].startswith(field_prefix), error.fields
+    assert "CallToolResult" in error.violations[0][1]
+
+
+async def test_complete_without_a_result_is_invalid_argument(
+    clients: Clients, svc: RunningService, task_id: str
+) -> None:
+    async with task_unchanged(clients, svc, task_id):
+        error = await rich_error(clients.tasks.Complete(pb.CompleteRequest(task_id=task_id)))
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.fields == ["result"]
+
+
+@pytest.mark.parametrize(
+    ("schema", "field"),
+    [
+        pytest.param(
+            {
+                "type": "object",
+                "properties": {"address": {"type": "object", "properties": {"street": {"type": "string"}}}},
+            },
+            "requested_schema.properties.address.type",
+            id="nested-object",
+        ),
+        pytest.param(
+            {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}}},
+            "requested_schema.properties.tags.items",
+            id="free-array",
+        ),
+        pytest.param({"type": "array"}, "requested_schema.type", id="not-an-object"),
+        pytest.param(
+            {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["b"]},
+            "requested_schema.required",
+            id="required-unknown",
+        ),
+    ],
+)
+async def test_elicit_with_a_schema_mcp_does_not_allow_is_invalid_argument(
+    clients: Clients, svc: RunningService, task_id: str, schema: dict[str, Any], field: str
+) -> None:
+    async with task_unchanged(clients, svc, task_id):
+        call = clients.tasks.Elicit(
+            pb.ElicitRequest(task_id=task_id, message="Where?", requested_schema=to_struct(schema))
+        )
+        error = rich(await stream_error(call))
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.fields == [field]
+    stored = await svc.manager.get_task(task_id)
+    assert stored.requests == ()
+
+
+async def test_elicit_as_task_with_a_nested_object_property_is_invalid_argument(
+    clients: Clients, svc: RunningService, task_id: str
+) -> None:
+    schema = {"type": "object", "properties": {"who": {"type": "object"}}}
+    async with task_unchanged(clients, svc, task_id):
+        call = clients.tasks.ElicitAsTask(
+            pb.ElicitAsTaskRequest(task_id=task_id, message="?", requested_schema=to_struct(schema))
+        )
+        error = rich(await stream_error(call))
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.fields == ["requested_schema.properties.who.type"]
+
+
+TOOL_USE_THEN_WRONG_RESULT = [
+    {"role": "user", "content": {"type": "text", "text": "weather?"}},
+    {
+        "role": "assistant",
+        "content": [{"type": "tool_use", "id": "call-1", "name": "weather", "input": {}}],
+    },
+    {
+        "role": "user",
+        "content": [{"type": "tool_result", "toolUseId": "call-2", "content": []}],
+    },
+]
+RESULT_WITHOUT_TOOL_USE = [
+    {"role": "user", "content": [{"type": "tool_result", "toolUseId": "call-1", "content": []}]},
+]
+RESULT_MIXED_WITH_TEXT = [
+    {"role": "user", "content": {"type": "text", "text": "weather?"}},
+    {
+        "role": "assistant",
+        "content": [{"type": "tool_use", "id": "call-1", "name": "weather", "input": {}}],
+    },
+    {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "toolUseId": "call-1", "content": []},
+            {"type": "text", "text": "and also"},
+        ],
+    },
+]
+
+
+@pytest.mark.parametrize(
+    ("messages", "max_tokens", "field_prefix"),
+    [
+        pytest.param([USER_MESSAGE], 0, "max_tokens", id="max-tokens-zero"),
+        pytest.param([USER_MESSAGE], -5, "max_tokens", id="max-tokens-negative"),
+        pytest.param([], 100, "messages", id="no-messages"),
+        pytest.param(TOOL_USE_THEN_WRONG_RESULT, 100, "messages", id="tool-result-id-mismatch"),
+        pytest.param(RESULT_WITHOUT_TOOL_USE, 100, "messages", id="tool-result-without-tool-use"),
+        pytest.param(RESULT_MIXED_WITH_TEXT, 100, "messages", id="tool-result-mixed-with-text"),
+        pytest.param(
+            [{"role": "robot", "content": {"type": "text", "text": "x"}}],
+            100,
+            "messages.0",
+            id="unknown-role",
+        ),
+    ],
+)
+async def test_create_message_with_bad_params_is_invalid_argument(
+    clients: Clients,
+    svc: RunningService,
+    task_id: str,
+    messages: list[dict[str, Any]],
+    max_tokens: int,
+    field_prefix: str,
+) -> None:
+    async with task_unchanged(clients, svc, task_id):
+        call = clients.tasks.CreateMessage(
+            pb.CreateMessageRequest(
+                task_id=task_id, messages=[to_struct(m) for m in messages], max_tokens=max_tokens
+            )
+        )
+        error = rich(await stream_error(call))
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert len(error.fields) == 1
+    assert error.fields[0].startswith(field_prefix), error.fields
+    assert (await svc.manager.get_task(task_id)).requests == ()
+
+
+@pytest.mark.parametrize(
+    ("extra", "field_prefix"),
+    [
+        pytest.param({"include_context": "everything"}, "include_context", id="include-context"),
+        pytest.param({"tool_choice": to_struct({"mode": "sometimes"})}, "tool_choice.mode", id="tool-choice"),
+        pytest.param(
+            {"model_preferences": to_struct({"speedPriority": "fast"})}, "model_preferences", id="prefs"
+        ),
+        pytest.param({"tools": [to_struct({"name": "t"})]}, "tools.0.inputSchema", id="tool-without-schema"),
+    ],
+)
+async def test_create_message_errors_name_the_request_field(
+    clients: Clients, svc: RunningService, task_id: str, extra: dict[str, Any], field_prefix: str
+) -> None:
+    async with task_unchanged(clients, svc, task_id):
+        call = clients.tasks.CreateMessage(
+            pb.CreateMessageRequest(
+                task_id=task_id, messages=[to_struct(USER_MESSAGE)], max_tokens=10, **extra
+            )
+        )
+        error = rich(await stream_error(call))
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert len(error.fields) == 1
+    assert error.fields[0].startswith(field_prefix), error.fields
+
+
+@pytest.mark.parametrize(
+    ("definition", "field"),
+    [
+        pytest.param(
+            task_pb2.ToolDefinition(name="t", input_schema=to_struct({"type": "string"})),
+            "tools[0].input_schema.type",
+            id="input-not-object",
+        ),
+        pytest.param(
+            task_pb2.ToolDefinition(
+                name="t",
+                input_schema=to_struct({"type": "object"}),
+                output_schema=to_struct({"type": "array"}),
+            ),
+            "tools[0].output_schema.type",
+            id="output-not-object",
+        ),
+        pytest.param(task_pb2.ToolDefinition(name=""), "tools[0].name", id="no-name"),
+    ],
+)
+async def test_register_worker_with_a_bad_tool_is_invalid_argument_and_registers_nothing(
+    clients: Clients, definition: task_pb2.ToolDefinition, field: str
+) -> None:
+    error = await rich_error(clients.tasks.RegisterWorker(pb.RegisterWorkerRequest(tools=[definition])))
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.fields == [field]
+    listed = await bounded(clients.bridge.ListTools(bpb.ListToolsRequest()))
+    assert list(listed.tools) == []
+
+
+async def test_register_worker_names_the_index_of_the_bad_tool(clients: Clients) -> None:
+    bad = task_pb2.ToolDefinition(name="bad", input_schema=to_struct({"type": "number"}))
+    request = pb.RegisterWorkerRequest(tools=[tool("good"), bad])
+    error = await rich_error(clients.tasks.RegisterWorker(request))
+    assert error.fields == ["tools[1].input_schema.type"]
+
+
+async def test_oversized_complete_result_is_resource_exhausted_naming_the_field(
+    clients: Clients, svc: RunningService, task_id: str
+) -> None:
+    big = {"content": [{"type": "text", "text": "x" * (MAX_PAYLOAD_BYTES + 100)}]}
+    async with task_unchanged(clients, svc, task_id):
+        error = await rich_error(
+            clients.tasks.Complete(pb.CompleteRequest(task_id=task_id, result=to_struct(big)))
+        )
+    assert error.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.reason == "PAYLOAD_TOO_LARGE"
+    assert error.fields == ["result"]
+    assert str(MAX_PAYLOAD_BYTES) in error.violations[0][1]
+    # Just under the limit is fine.
+    fits = {"content": [{"type": "text", "text": "x" * (MAX_PAYLOAD_BYTES - 100)}]}
+    assert (await clients.complete(task_id, fits)).status == task_pb2.TASK_STATUS_COMPLETED
+
+
+async def test_oversized_elicit_schema_and_sampling_message_are_resource_exhausted(
+    clients: Clients, svc: RunningService, task_id: str
+) -> None:
+    huge_text = "x" * (MAX_PAYLOAD_BYTES + 100)
+    schema = {"type": "object", "properties": {"a": {"type": "string", "description": huge_text}}}
+    message = {"role": "user", "content": {"type": "text", "text": huge_text}}
+    async with task_unchanged(clients, svc, task_id):
+        elicit = clients.tasks.Elicit(
+            pb.ElicitRequest(task_id=task_id, message="?", requested_schema=to_struct(schema))
+        )
+        elicit_error = rich(await stream_error(elicit))
+        sample = clients.tasks.CreateMessage(
+            pb.CreateMessageRequest(
+                task_id=task_id, messages=[to_struct(USER_MESSAGE), to_struct(message)], max_tokens=10
+            )
+        )
+        sample_error = rich(await stream_error(sample))
+    assert elicit_error.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert elicit_error.fields == ["requested_schema"]
+    assert sample_error.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert sample_error.fields == ["messages[1]"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "field_prefix"),
+    [
+        pytest.param({"action": "maybe"}, "result.action", id="unknown-action"),
+        pytest.param({"content": {"name": "Ada"}}, "result.action", id="no-action"),
+        pytest.param(SAMPLING_ANSWER, "result.action", id="a-sampling-result"),
+        pytest.param(
+            {"action": "accept", "content": {"name": {"first": "Ada"}}}, "result.content", id="nested-content"
+        ),
+    ],
+)
+async def test_answer_that_is_not_an_elicit_result_is_invalid_argument_and_the_request_stays_pending(
+    clients: Clients, svc: RunningService, task_id: str, answer: dict[str, Any], field_prefix: str
+) -> None:
+    elicit = clients.elicit(task_id)
+    pending = (await elicit.next()).pending
+    async with task_unchanged(clients, svc, task_id):
+        error = await rich_error(
+            clients.bridge.AnswerRequest(
+                bpb.AnswerRequestRequest(
+                    owner=OWNER, task_id=task_id, request_id=pending.request_id, result=to_struct(answer)
+                )
+            )
+        )
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert len(error.fields) == 1
+    assert error.fields[0].startswith(field_prefix), error.fields
+    # Still answerable, and the worker's stream gets the good answer.
+    await clients.answer(task_id, pending.request_id, {"action": "decline"})
+    rest = await elicit.rest()
+    assert [to_dict(e.result) for e in rest] == [{"action": "decline"}]
+
+
+async def test_answer_without_result_or_error_is_invalid_argument(
+    clients: Clients, svc: RunningService, task_id: str
+) -> None:
+    elicit = clients.elicit(task_id)
+    pending = (await elicit.next()).pending
+    async with task_unchanged(clients, svc, task_id):
+        error = await rich_error(
+            clients.bridge.AnswerRequest(
+                bpb.AnswerRequestRequest(owner=OWNER, task_id=task_id, request_id=pending.request_id)
+            )
+        )
+        empty_error = await rich_error(
+            clients.bridge.AnswerRequest(
+                bpb.AnswerRequestRequest(
+                    owner=OWNER,
+                    task_id=task_id,
+                    request_id=pending.request_id,
+                    error=task_pb2.McpError(code=-1),
+                )
+            )
+        )
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert empty_error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert empty_error.fields == ["error.message"]
+    elicit.cancel()
