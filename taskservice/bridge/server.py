@@ -132,6 +132,24 @@ def mcp_errors(what: str) -> Any:
         raise rpc_error(exc, what) from None
 
 
+class BridgeServer(Server[Any, Any]):
+    """The low-level Server, advertising `tools.listChanged` by default.
+
+    StreamableHTTPSessionManager builds each session's options with a bare
+    `create_initialization_options()`, so the default must carry it: the bridge
+    does send notifications/tools/list_changed when workers come and go.
+    """
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True), experimental_capabilities
+        )
+
+
 class McpBridge:
     """Speaks MCP to clients, forwards everything to a TaskService's BridgeService."""
 
@@ -149,7 +167,7 @@ class McpBridge:
             "bridge_service_pb2_grpc.BridgeServiceAsyncStub",
             bridge_service_pb2_grpc.BridgeServiceStub(self.channel),
         )
-        self.server: Server[Any, Any] = Server(name, version=__version__)
+        self.server: Server[Any, Any] = BridgeServer(name, version=__version__)
         self._owners: weakref.WeakKeyDictionary[ServerSession, str] = weakref.WeakKeyDictionary()
         self._background: set[asyncio.Task[None]] = set()
         self._tools: dict[str, types.Tool] | None = None
@@ -158,7 +176,7 @@ class McpBridge:
     # --------------------------------------------------------------- plumbing
 
     def initialization_options(self) -> InitializationOptions:
-        return self.server.create_initialization_options(NotificationOptions(tools_changed=True))
+        return self.server.create_initialization_options()
 
     def _register_handlers(self) -> None:
         with warnings.catch_warnings():
@@ -299,8 +317,11 @@ class McpBridge:
                 )
             )
         meta = params.meta.model_dump(by_alias=True, exclude_none=True, mode="json") if params.meta else {}
+        # A call without `task` runs as a task of the service too, but under an owner of its own:
+        # the client never asked for a task, so tasks/list, tasks/get and tasks/cancel must not show it.
+        task_owner = owner if as_task else f"{owner}:call"
         create = pb.CreateTaskRequest(
-            owner=owner, tool_name=params.name, arguments=_struct(arguments), meta=_struct(meta)
+            owner=task_owner, tool_name=params.name, arguments=_struct(arguments), meta=_struct(meta)
         )
         if params.task is not None and params.task.ttl is not None:
             create.ttl_ms = params.task.ttl
@@ -315,36 +336,51 @@ class McpBridge:
         request_id = self.server.request_context.request_id
         if as_task:
             self._spawn(
-                self._follow(session, owner, task.task_id, progress_token, None, notify_status=True),
+                self._follow(session, owner, task, progress_token, None, notify_status=True),
                 f"bridge-follow-{task.task_id}",
             )
             return types.ServerResult(types.CreateTaskResult(task=mcp_task(task)))
         if progress_token is not None:
             self._spawn(
-                self._follow(session, owner, task.task_id, progress_token, request_id, notify_status=False),
+                self._follow(session, task_owner, task, progress_token, request_id, notify_status=False),
                 f"bridge-follow-{task.task_id}",
             )
-        outcome = await self._run_to_outcome(session, owner, task.task_id, request_id)
+        try:
+            outcome = await self._run_to_outcome(session, task_owner, task.task_id, request_id)
+        except anyio.get_cancelled_exc_class():
+            # The client cancelled the call (or left): nobody can read this result any more.
+            with anyio.CancelScope(shield=True), contextlib.suppress(grpc.aio.AioRpcError):
+                await self.service.CancelTask(
+                    pb.CancelTaskRequest(
+                        owner=task_owner, task_id=task.task_id, reason="The client cancelled the tools/call."
+                    ),
+                    timeout=5,
+                )
+            raise
         return types.ServerResult(tool_result(outcome))
 
     async def _follow(
         self,
         session: ServerSession,
         owner: str,
-        task_id: str,
+        created: task_pb2.Task,
         progress_token: str | int | None,
         related_request_id: types.RequestId | None,
         *,
         notify_status: bool,
     ) -> None:
         """Send status (and progress) notifications for a task until it ends."""
+        task_id = created.task_id
         progress = 0
+        # The stream starts with the task as it is now, which may already be a change since the
+        # state the client got with the task: compare with that, do not just skip the first event.
+        seen = (created.status, created.status_message, created.last_updated_at)
         try:
-            first = True
             async for event in self.service.FollowTask(pb.FollowTaskRequest(owner=owner, task_id=task_id)):
-                if first:
-                    first = False
+                state = (event.task.status, event.task.status_message, event.task.last_updated_at)
+                if state == seen:
                     continue
+                seen = state
                 if not event.notify:
                     continue
                 if notify_status:
@@ -380,8 +416,11 @@ class McpBridge:
     ) -> pb.TaskOutcome:
         """Follow a task to its end, carrying its requests to the client on this request's stream."""
         outcome: pb.TaskOutcome | None = None
+        failure: McpError | None = None
+        # Errors are raised outside the task group: inside, anyio would wrap them in an
+        # ExceptionGroup, which the SDK answers as an error with code 0 instead of ours.
         async with anyio.create_task_group() as forwards:
-            with mcp_errors(f"task {task_id}"):
+            try:
                 async for event in self.service.StreamTaskEvents(
                     pb.StreamTaskEventsRequest(owner=owner, task_id=task_id)
                 ):
@@ -391,7 +430,11 @@ class McpBridge:
                     elif kind == "outcome":
                         outcome = event.outcome
                         break
+            except grpc.aio.AioRpcError as exc:
+                failure = rpc_error(exc, f"task {task_id}")
             forwards.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         if outcome is None:
             raise McpError(
                 types.ErrorData(code=types.INTERNAL_ERROR, message=f"task {task_id}: stream ended early")
@@ -430,8 +473,22 @@ class McpBridge:
         try:
             await self.service.AnswerRequest(answer)
         except grpc.aio.AioRpcError as exc:
-            # Another waiter answered first, or the task ended meanwhile: nothing to do.
-            log.info("answer to request %s not stored: %s", pending.request_id, exc.details())
+            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT or not answer.HasField("result"):
+                # Another waiter answered first, or the task ended meanwhile: nothing to do.
+                log.info("answer to request %s not stored: %s", pending.request_id, exc.details())
+                return
+            # The client's answer does not fit the request (the service checks it against MCP's
+            # models). Tell the worker so, instead of leaving it waiting for an answer that never comes.
+            answer.error.CopyFrom(
+                task_pb2.McpError(
+                    code=types.INVALID_PARAMS,
+                    message=f"The client's answer to {pending.method} is not valid: {exc.details()}",
+                )
+            )
+            try:
+                await self.service.AnswerRequest(answer)
+            except grpc.aio.AioRpcError as again:
+                log.info("answer to request %s not stored: %s", pending.request_id, again.details())
 
     async def _task_result(self, request: types.GetTaskPayloadRequest) -> types.ServerResult:
         session, owner = self._owner()
