@@ -220,7 +220,7 @@ def refused_by_client(method: str, params: JsonObject, capabilities: JsonObject)
             elif caps.elicitation is None:
                 raise McpError(
                     types.ErrorData(
-                        code=types.INVALID_PARAMS, message="Client does not support elicitation capability"
+                        code=types.INVALID_REQUEST, message="Client does not support elicitation capability"
                     )
                 )
         elif method == SAMPLING_METHOD:
@@ -229,7 +229,7 @@ def refused_by_client(method: str, params: JsonObject, capabilities: JsonObject)
             elif caps.sampling is None:
                 raise McpError(
                     types.ErrorData(
-                        code=types.INVALID_PARAMS, message="Client does not support sampling capability"
+                        code=types.INVALID_REQUEST, message="Client does not support sampling capability"
                     )
                 )
             tools = params.get("tools")
