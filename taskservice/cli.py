@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--store",
         default=os.environ.get(env_name("--store"), ""),
-        help="store URL: memory://, sqlite:///relative.db or sqlite:////absolute.db"
+        help="store URL: memory://, sqlite:///relative.db, sqlite:////absolute.db or redis://host:port/db"
         f" (env {env_name('--store')}; default: tasks.db in $TASKSERVICE_STATE_DIR,"
         " else $XDG_STATE_HOME/taskservice, else ~/.local/state/taskservice)",
     )

@@ -6,11 +6,13 @@ from urllib.parse import urlsplit
 
 from taskservice.store.base import ChangeFeed, Subscription, TaskCursor, TaskStore
 from taskservice.store.memory import MemoryTaskStore
+from taskservice.store.redis import RedisTaskStore
 from taskservice.store.sqlite import SqliteTaskStore
 
 __all__ = [
     "ChangeFeed",
     "MemoryTaskStore",
+    "RedisTaskStore",
     "SqliteTaskStore",
     "Subscription",
     "TaskCursor",
@@ -18,7 +20,7 @@ __all__ = [
     "open_store",
 ]
 
-SUPPORTED = "memory://, sqlite:///relative/path.db or sqlite:////absolute/path.db"
+SUPPORTED = "memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db or redis://host:port/db"
 
 
 def open_store(url: str) -> TaskStore:
@@ -32,4 +34,6 @@ def open_store(url: str) -> TaskStore:
         if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
             raise ValueError(f"bad SQLite store URL {url!r}: use {SUPPORTED}")
         return SqliteTaskStore(url[len("sqlite:///") :])
+    if scheme in ("redis", "rediss"):
+        return RedisTaskStore(url)
     raise ValueError(f"unsupported store URL {url!r}: use {SUPPORTED}")

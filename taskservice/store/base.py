@@ -172,16 +172,16 @@ class LocalSubscription:
         self._event.set()
 
     async def wait(self, timeout: float | None = None) -> bool:
-        # A wake that already arrived is reported at once: asyncio.wait_for with
-        # timeout 0 would cancel event.wait() before it runs and report a timeout.
+        # A wake that already arrived is reported at once: a timeout of 0 would cancel
+        # event.wait() before it runs and report a timeout.
         if self._event.is_set():
             self._event.clear()
             return True
         try:
-            if timeout is None:
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancellation
+            # that arrives as the event is set, and the waiter then never ends.
+            async with asyncio.timeout(timeout):
                 await self._event.wait()
-            else:
-                await asyncio.wait_for(self._event.wait(), timeout)
         except TimeoutError:
             return False
         self._event.clear()

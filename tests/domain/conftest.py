@@ -12,7 +12,7 @@ from taskservice.store import TaskStore, open_store
 
 from .support import FakeClock
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "redis"]
 
 
 @pytest.fixture
@@ -34,8 +34,12 @@ def limits() -> ServiceLimits:
 
 @pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'tasks.db'}"
+    if request.param == "redis":
+        url = str(request.getfixturevalue("redis_url"))  # a key prefix of its own: tests/conftest.py
+    else:
+        url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'tasks.db'}"
     opened = open_store(url)
+    await opened.ping()
     try:
         yield opened
     finally:
