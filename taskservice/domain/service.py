@@ -129,6 +129,10 @@ class TaskManager:
         self.store = store
         self.limits = limits or ServiceLimits()
         self.clock = clock
+        # Leases do not run out while no service was there to renew them: a worker
+        # whose lease lapsed during a restart gets one more lease from our start
+        # to reconnect and heartbeat before the sweeper declares it lost.
+        self._grace_until = clock() + self.limits.lease_ttl_ms
 
     # ----------------------------------------------------------------- waiting
 
@@ -514,7 +518,7 @@ class TaskManager:
         now = self.clock()
         tools: dict[str, ToolSpec] = {}
         for worker in await self.store.list_workers():
-            if worker.lease_expires_at > now:
+            if self._alive(worker, now):
                 for tool in worker.tools:
                     tools.setdefault(tool.name, tool)
         return tools
@@ -550,9 +554,12 @@ class TaskManager:
         )
         return worker
 
+    def _alive(self, worker: WorkerRecord, now: int) -> bool:
+        return max(worker.lease_expires_at, self._grace_until) > now
+
     async def _live_worker(self, worker_id: str) -> WorkerRecord:
         worker = await self.store.get_worker(worker_id)
-        if worker is None or worker.lease_expires_at <= self.clock():
+        if worker is None or not self._alive(worker, self.clock()):
             raise WorkerNotFound(worker_id)
         return worker
 
@@ -711,7 +718,7 @@ class TaskManager:
             log.info("deleted %d expired task(s)", len(expired))
         lost: list[str] = []
         for worker in await self.store.list_workers():
-            if worker.lease_expires_at > now:
+            if self._alive(worker, now):
                 continue
             lost.append(worker_key(worker.worker_id))
             await self.store.delete_worker(worker.worker_id)

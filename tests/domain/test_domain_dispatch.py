@@ -454,3 +454,24 @@ async def test_a_task_that_expires_while_queued_is_never_offered(
         await manager.get_task(task.task_id)
     async with closing(manager.assignments(worker.worker_id)) as stream:
         await cancel(await stays_quiet(stream))
+
+
+async def test_a_restart_does_not_count_its_downtime_against_leases(
+    store: TaskStore, clock: FakeClock, limits: ServiceLimits
+) -> None:
+    before = TaskManager(store, limits, clock=clock)
+    worker = await before.register_worker([WORK])
+    task = await before.create_task(OWNER, "work")
+    async with closing(before.assignments(worker.worker_id)) as stream:
+        offered = await next_of(stream)
+    await before.ack(worker.worker_id, offered.task_id, offered.lease_id)
+
+    clock.advance(3 * limits.lease_ttl_ms)  # the service was down longer than a lease
+    after = TaskManager(store, limits, clock=clock)
+    await after.sweep()
+    assert (await stored(store, task.task_id)).status is TaskStatus.WORKING
+    await after.heartbeat(worker.worker_id)  # the worker reconnects within a lease of the restart
+
+    clock.advance(limits.lease_ttl_ms)  # ...and then goes silent for a whole lease
+    await after.sweep()
+    assert (await stored(store, task.task_id)).status is TaskStatus.FAILED
