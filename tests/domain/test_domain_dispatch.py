@@ -461,7 +461,7 @@ async def test_a_restart_does_not_count_its_downtime_against_leases(
 ) -> None:
     before = TaskManager(store, limits, clock=clock)
     worker = await before.register_worker([WORK])
-    task = await before.create_task(OWNER, "work")
+    task = await before.create_task(OWNER, "work", ttl_ms=limits.max_ttl_ms)
     async with closing(before.assignments(worker.worker_id)) as stream:
         offered = await next_of(stream)
     await before.ack(worker.worker_id, offered.task_id, offered.lease_id)
