@@ -21,12 +21,17 @@ from taskservice_client._proto.mcptasks.v1 import (
     task_service_pb2_grpc,
 )
 
+from taskservice.domain.errors import StoreUnavailable
 from taskservice.domain.service import TaskManager
 from taskservice.grpc_api.bridge_servicer import BridgeServicer
 from taskservice.grpc_api.streams import StreamRegistry
 from taskservice.grpc_api.task_servicer import TaskServicer
 
 log = logging.getLogger(__name__)
+
+# How often health re-checks the store, and how long one check may take.
+STORE_CHECK_INTERVAL = 1.0
+STORE_CHECK_TIMEOUT = 3.0
 
 TASK_SERVICE = task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name
 BRIDGE_SERVICE = bridge_service_pb2.DESCRIPTOR.services_by_name["BridgeService"].full_name
@@ -131,13 +136,20 @@ class HealthServicer(health_aio.HealthServicer):  # type: ignore[misc]  # untype
 class TaskServiceServer:
     """Serves a TaskManager over gRPC on one address, and runs its sweeper."""
 
-    def __init__(self, manager: TaskManager, listen: str = "127.0.0.1:50051") -> None:
+    def __init__(
+        self,
+        manager: TaskManager,
+        listen: str = "127.0.0.1:50051",
+        *,
+        store_check_interval: float = STORE_CHECK_INTERVAL,
+    ) -> None:
         self.manager = manager
         self.listen = listen
+        self.store_check_interval = store_check_interval
         self.streams = StreamRegistry()
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         self.port = 0
 
     async def start(self) -> int:
@@ -160,9 +172,11 @@ class TaskServiceServer:
             raise OSError(f"cannot listen on {self.listen}")
         await server.start()
         self._server = server
-        for name in ("", TASK_SERVICE, BRIDGE_SERVICE):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._sweeper = asyncio.create_task(self.manager.run_sweeper(), name="taskservice-sweeper")
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._background = [
+            asyncio.create_task(self.manager.run_sweeper(), name="taskservice-sweeper"),
+            asyncio.create_task(self._check_store(), name="taskservice-store-check"),
+        ]
         log.info("gRPC service listening on %s", self.listen.rsplit(":", 1)[0] + f":{self.port}")
         return self.port
 
@@ -173,12 +187,37 @@ class TaskServiceServer:
         server, self._server = self._server, None
         await self.health.enter_graceful_shutdown()
         await self.streams.close_all()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in self._background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+                await task
         await server.stop(grace)
         log.info("gRPC service stopped")
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for name in ("", TASK_SERVICE, BRIDGE_SERVICE):
+            await self.health.set(name, status)
+
+    async def _check_store(self) -> None:
+        """Health follows the store: NOT_SERVING while it cannot be reached, SERVING once it is back."""
+        serving = True
+        while True:
+            await asyncio.sleep(self.store_check_interval)
+            try:
+                async with asyncio.timeout(STORE_CHECK_TIMEOUT):
+                    await self.manager.store.ping()
+                problem = ""
+            except (StoreUnavailable, TimeoutError) as exc:
+                problem = str(exc) or "the store did not answer in time"
+            if serving == (not problem):
+                continue
+            serving = not problem
+            if serving:
+                log.info("the store is reachable again: SERVING")
+                await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            else:
+                log.warning("the store is unreachable (%s): NOT_SERVING", problem)
+                await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def wait_for_termination(self) -> None:
         if self._server is not None:
