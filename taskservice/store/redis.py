@@ -275,29 +275,56 @@ class RedisTaskStore:
 
     # ---------------------------------------------------------------------- tasks
 
+    async def _swap(
+        self, task_id: str, decide: Callable[[TaskRecord | None], TaskRecord | None]
+    ) -> tuple[TaskRecord | None, TaskRecord | None]:
+        """Replace a task's record (None: there is none) by `decide(current)`, atomically, with its
+        index entries and the publish of its feed key; returns (before, after). `decide` returning
+        its argument writes nothing; what it raises aborts the change and propagates."""
+        key = self._key("task", task_id)
+        intended: tuple[TaskRecord | None, str | None] | None = None
+
+        async def attempt(pipe: Pipeline, unsure: bool) -> tuple[TaskRecord | None, TaskRecord | None]:
+            nonlocal intended
+            await pipe.watch(key)
+            raw = _maybe_text(await pipe.get(key))
+            previous, intended = intended, None
+            current = None if raw is None else _task(raw)
+            if unsure and previous is not None and raw == previous[1]:
+                return previous[0], current  # the last attempt's EXEC went through; its reply was lost
+            updated = decide(current)
+            if updated is current:
+                return current, current
+            body = None if updated is None else _dumps(updated.to_json())
+            moved = 0 if current is None or updated is None else updated.expires_at - current.expires_at
+            remaining = await pipe.pttl(key) if moved else 0
+            _begin(pipe)
+            if body is None:
+                pipe.delete(key)
+            elif current is None:
+                assert updated is not None
+                pipe.set(key, body, px=updated.ttl_ms + EXPIRY_GRACE_MS)
+            else:
+                pipe.set(key, body, xx=True, keepttl=True)
+                if moved and remaining > 0:
+                    pipe.pexpire(key, max(remaining + moved, 1))
+            self._reindex(pipe, current, updated)
+            self.changes.publish_in(pipe, (task_key(task_id),))
+            intended = (current, body)
+            await pipe.execute()
+            return current, updated
+
+        return await self._transaction(attempt)
+
     async def insert_task(self, task: TaskRecord) -> None:
         self.changes.start()
-        key = self._key("task", task.task_id)
-        body = _dumps(task.to_json())
-        sent = False
 
-        async def attempt(pipe: Pipeline, unsure: bool) -> None:
-            nonlocal sent
-            await pipe.watch(key)
-            existing = _maybe_text(await pipe.get(key))
-            previous, sent = sent, False
-            if existing is not None:
-                if unsure and previous and existing == body:
-                    return  # the last attempt's EXEC went through; only its reply was lost
+        def insert(current: TaskRecord | None) -> TaskRecord:
+            if current is not None:
                 raise ValueError(f"task {task.task_id!r} exists")
-            _begin(pipe)
-            pipe.set(key, body, px=task.ttl_ms + EXPIRY_GRACE_MS)
-            self._reindex(pipe, None, task)
-            self.changes.publish_in(pipe, (task_key(task.task_id),))
-            sent = True
-            await pipe.execute()
+            return task
 
-        await self._transaction(attempt)
+        await self._swap(task.task_id, insert)
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         async with self._guard():
@@ -305,36 +332,14 @@ class RedisTaskStore:
         return None if raw is None else _task(raw)
 
     async def update_task(self, task_id: str, change: TaskChange) -> TaskRecord:
-        key = self._key("task", task_id)
-        sent: str | None = None
-
-        async def attempt(pipe: Pipeline, unsure: bool) -> TaskRecord:
-            nonlocal sent
-            await pipe.watch(key)
-            raw = _maybe_text(await pipe.get(key))
-            previous, sent = sent, None
-            if raw is None:
+        def update(current: TaskRecord | None) -> TaskRecord:
+            if current is None:
                 raise TaskNotFound(task_id)
-            current = _task(raw)
-            if unsure and raw == previous:
-                return current  # the last attempt's EXEC went through; only its reply was lost
-            updated = change(current)
-            if updated is current:
-                return current
-            body = _dumps(updated.to_json())
-            moved = updated.expires_at - current.expires_at
-            remaining = await pipe.pttl(key) if moved else 0
-            _begin(pipe)
-            pipe.set(key, body, xx=True, keepttl=True)
-            if moved and remaining > 0:
-                pipe.pexpire(key, max(remaining + moved, 1))
-            self._reindex(pipe, current, updated)
-            self.changes.publish_in(pipe, (task_key(task_id),))
-            sent = body
-            await pipe.execute()
-            return updated
+            return change(current)
 
-        return await self._transaction(attempt)
+        _, updated = await self._swap(task_id, update)
+        assert updated is not None
+        return updated
 
     async def list_tasks(self, owner: str, after: TaskCursor | None, limit: int) -> list[TaskRecord]:
         start = None if after is None else _ordered(after.created_at, after.task_id)
@@ -342,28 +347,13 @@ class RedisTaskStore:
             return await self._ordered_range(self._key("owner", owner), start, limit)
 
     async def _delete(self, task_id: str, condition: Callable[[TaskRecord], bool] | None) -> bool:
-        key = self._key("task", task_id)
-        sent = False
+        def delete(current: TaskRecord | None) -> TaskRecord | None:
+            if current is None or (condition is not None and not condition(current)):
+                return current
+            return None
 
-        async def attempt(pipe: Pipeline, unsure: bool) -> bool:
-            nonlocal sent
-            await pipe.watch(key)
-            raw = _maybe_text(await pipe.get(key))
-            previous, sent = sent, False
-            if raw is None:
-                return unsure and previous  # gone: by the last attempt, whose reply was lost?
-            task = _task(raw)
-            if condition is not None and not condition(task):
-                return False
-            _begin(pipe)
-            pipe.delete(key)
-            self._reindex(pipe, task, None)
-            self.changes.publish_in(pipe, (task_key(task_id),))
-            sent = True
-            await pipe.execute()
-            return True
-
-        return await self._transaction(attempt)
+        before, after = await self._swap(task_id, delete)
+        return before is not None and after is None
 
     async def delete_task(self, task_id: str) -> bool:
         return await self._delete(task_id, None)
