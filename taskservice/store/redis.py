@@ -4,7 +4,7 @@ Every key lives under a prefix (`mcptasks:` unless the URL says `?prefix=...`):
 
     task:<id>               the TaskRecord as JSON
     owner:<owner>           zset, every score 0, members "<created_at:020d>|<id>": list order
-    queued:<tool>           zset like owner:: the tasks waiting for a worker of the tool, oldest first
+    queued:<tool>           zset like owner: the tasks waiting for a worker of the tool, oldest first
     worker-tasks:<worker>   set of the ids of tasks offered to or running on the worker
     offers                  zset of offered task ids, scored by lease expiry
     expiry                  zset of task ids, scored by created_at + ttl_ms
@@ -157,7 +157,11 @@ class RedisTaskStore:
         except ValueError as exc:
             raise ValueError(f"bad Redis store URL {self.where!r}: {exc}") from exc
         self.changes = RedisChangeFeed(
-            feed_client, self.prefix + "changes:", recheck_interval or RECHECK_INTERVAL, command_timeout
+            feed_client,
+            self._client,
+            self.prefix + "changes:",
+            recheck_interval=recheck_interval or RECHECK_INTERVAL,
+            timeout=command_timeout,
         )
         self._expiry = self.prefix + "expiry"
         self._offers = self.prefix + "offers"
@@ -471,13 +475,23 @@ class RedisSubscription:
 class RedisChangeFeed:
     """The change feed through Redis pub/sub: a publish on any replica wakes waiters on every replica.
 
-    One connection per store, subscribed to the pattern `<prefix>changes:*`, hands each message to
-    the local subscribers of its key; a publish goes through Redis (inside the writing transaction
-    when there is one), so nothing is published for a change that was not stored.
+    One connection per store (from `listener`), subscribed to the pattern `<prefix>changes:*`, hands
+    each message to the local subscribers of its key. A publish goes through Redis (`publisher`, or
+    inside the writing transaction when there is one), so nothing is published for a change that
+    was not stored.
     """
 
-    def __init__(self, client: Redis, channel_prefix: str, recheck_interval: float, timeout: float) -> None:
-        self._client = client
+    def __init__(
+        self,
+        listener: Redis,
+        publisher: Redis,
+        channel_prefix: str,
+        *,
+        recheck_interval: float,
+        timeout: float,
+    ) -> None:
+        self._client = listener
+        self._publisher = publisher
         self._timeout = timeout
         self._channel_prefix = channel_prefix
         self.recheck_interval = recheck_interval
@@ -526,7 +540,7 @@ class RedisChangeFeed:
 
     async def publish(self, keys: Iterable[str]) -> None:
         try:
-            async with asyncio.timeout(self._timeout), self._client.pipeline(transaction=False) as pipe:
+            async with asyncio.timeout(self._timeout), self._publisher.pipeline(transaction=False) as pipe:
                 self.publish_in(pipe, keys)
                 await pipe.execute()
         except (RedisError, OSError) as exc:  # TimeoutError is an OSError
