@@ -16,15 +16,16 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from taskservice import __version__
-from taskservice.bridge import HttpBridgeServer, McpBridge, serve_stdio
-from taskservice.bridge.transports import MCP_PATH
-from taskservice.domain.errors import StoreUnavailable
-from taskservice.domain.service import ServiceLimits, TaskManager
-from taskservice.grpc_api.server import TaskServiceServer
-from taskservice.store import open_store
+from taskservice.domain.service import ServiceLimits
+
+if TYPE_CHECKING:
+    from taskservice.bridge import HttpBridgeServer, McpBridge
+
+# The service, stores and bridge are imported where they are used: a bad flag is
+# reported without paying for gRPC, the MCP SDK and uvicorn to load.
 
 log = logging.getLogger("taskservice")
 
@@ -162,6 +163,13 @@ def limits_from(args: argparse.Namespace) -> ServiceLimits:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    from taskservice.bridge import McpBridge
+    from taskservice.domain.errors import StoreUnavailable
+    from taskservice.domain.service import TaskManager
+    from taskservice.grpc_api.server import TaskServiceServer
+    from taskservice.store import open_store
+    from taskservice.store.base import redacted_url
+
     limits = limits_from(args)
     store_url = args.store or default_store_url()
     try:
@@ -176,7 +184,7 @@ async def serve(args: argparse.Namespace) -> None:
     except OSError as exc:
         await store.close()
         raise UsageError(str(exc)) from None
-    log.info("store: %s", store_url)
+    log.info("store: %s", redacted_url(store_url))
     http: HttpBridgeServer | None = None
     bridge: McpBridge | None = None
     try:
@@ -204,6 +212,9 @@ def local_target(listen: str, port: int) -> str:
 
 
 def open_http(bridge: McpBridge, address: str) -> HttpBridgeServer:
+    from taskservice.bridge import HttpBridgeServer
+    from taskservice.bridge.transports import MCP_PATH
+
     try:
         http = HttpBridgeServer(bridge, address)
     except (OSError, ValueError) as exc:
@@ -228,6 +239,8 @@ async def run_until_signal(http: HttpBridgeServer | None) -> None:
 
 
 async def run_bridge(args: argparse.Namespace) -> None:
+    from taskservice.bridge import McpBridge, serve_stdio
+
     bridge = McpBridge(args.service)
     try:
         await bridge.start()

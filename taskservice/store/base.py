@@ -15,10 +15,20 @@ import json
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Protocol, Self
+from urllib.parse import urlsplit, urlunsplit
 
 from taskservice.domain.model import TaskRecord, WorkerRecord
 
 TaskChange = Callable[[TaskRecord], TaskRecord]
+
+
+def redacted_url(url: str) -> str:
+    """A store URL fit for logs: its password, if any, replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def task_key(task_id: str) -> str:

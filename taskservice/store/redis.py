@@ -44,7 +44,14 @@ from redis.exceptions import RedisError, WatchError
 
 from taskservice.domain.errors import StoreUnavailable, TaskNotFound
 from taskservice.domain.model import Dispatch, TaskRecord, WorkerRecord
-from taskservice.store.base import LocalChangeFeed, LocalSubscription, TaskChange, TaskCursor, task_key
+from taskservice.store.base import (
+    LocalChangeFeed,
+    LocalSubscription,
+    TaskChange,
+    TaskCursor,
+    redacted_url,
+    task_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +110,6 @@ def _task_id_of(member: str) -> str:
     return member[21:]
 
 
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def parse_url(url: str) -> tuple[str, str]:
     """Split a store URL into the URL redis-py reads and the key prefix (`?prefix=`)."""
     parts = urlsplit(url)
@@ -137,7 +136,7 @@ class RedisTaskStore:
         recheck_interval: float | None = None,
     ) -> None:
         client_url, self.prefix = parse_url(url)
-        self.where = _redacted(url)
+        self.where = redacted_url(url)
         self._timeout = command_timeout
         options: dict[str, Any] = {
             "decode_responses": True,
