@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(env_name("--log-level"), "info").lower(),
         help=f"log verbosity (env {env_name('--log-level')}; default %(default)s)",
     )
+    health = commands.add_parser(
+        "health", help="check a running service's gRPC health (exit 0 when SERVING): for probes"
+    )
+    _add(health, "--service", "address of the task service (any gRPC target)", "127.0.0.1:50051")
+    _add_int(health, "--timeout-ms", "how long to wait for the answer", 2_000)
+    health.add_argument("--log-level", choices=LOG_LEVELS, default="warning", help=argparse.SUPPRESS)
     bridge = commands.add_parser("bridge", help="run an MCP bridge alone, in front of a running service")
     _add(bridge, "--service", "address of the task service (any gRPC target)", "127.0.0.1:50051")
     _add(bridge, "--mcp-listen", "address of the bridge (streamable HTTP at /mcp)", "127.0.0.1:8000")
@@ -252,6 +258,24 @@ async def run_bridge(args: argparse.Namespace) -> None:
         await bridge.close()
 
 
+async def check_health(args: argparse.Namespace) -> int:
+    """Print the service's overall health status; 0 when SERVING, 1 otherwise."""
+    import grpc
+    import grpc.aio
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with grpc.aio.insecure_channel(args.service) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=args.timeout_ms / 1000)
+        except grpc.aio.AioRpcError as exc:
+            print(f"{args.service}: {exc.code().name}: {exc.details()}")
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+    print(f"{args.service}: {status}")
+    return 0 if answer.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -268,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(serve(args))
         elif args.command == "bridge":
             asyncio.run(run_bridge(args))
+        elif args.command == "health":
+            return asyncio.run(check_health(args))
     except UsageError as exc:
         print(f"taskservice: error: {exc}", file=sys.stderr)
         return 2
