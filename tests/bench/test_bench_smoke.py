@@ -1,0 +1,94 @@
+"""The benchmarks still run: each benchmark function with the smallest sizes (bench.suites.SMOKE).
+
+Only the structure is checked (every figure there, ratios positive, the table and the
+JSON written); no figure is held to a target or a time: those are `python -m bench`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import report, suites
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> suites.Env:
+    return suites.Env(suites.SMOKE, tmp_path_factory.mktemp("bench"))
+
+
+def check(figures: list[report.Figure], benchmark: str, names: list[str]) -> None:
+    assert [f.name for f in figures] == names
+    for figure in figures:
+        assert figure.benchmark == benchmark
+        assert figure.value > 0, figure
+        assert figure.baseline > 0, figure
+        assert math.isfinite(figure.ratio), figure
+        assert figure.ratio > 0, figure
+        assert figure.passed in (True, False, None)
+        json.dumps(figure.to_json())
+
+
+def test_unary(env: suites.Env) -> None:
+    figures = suites.unary(env)
+    check(figures, "unary", ["UpdateStatus sqlite, 1 in flight", "UpdateStatus sqlite, 4 in flight"])
+    assert all(f.target == suites.UNARY_TARGET for f in figures)
+    assert figures[0].detail["server_cpu_us_per_call"] > 0
+
+
+def test_waiting(env: suites.Env) -> None:
+    figures = suites.waiting(env)
+    check(figures, "waiting", ["memory per waiting task, sqlite (20 tasks)"])
+    detail = figures[0].detail
+    assert detail["ours"]["held_kib"] >= detail["ours"]["before_kib"] > 0
+
+
+def test_whole(env: suites.Env) -> None:
+    figures = suites.whole(env)
+    check(
+        figures,
+        "whole",
+        [
+            "median latency, one-step task",
+            "median latency, task with one elicitation",
+            "throughput, 2 concurrent clients",
+        ],
+    )
+
+
+def test_scale(env: suites.Env) -> None:
+    figures = suites.scale(env)
+    check(
+        figures,
+        "scale",
+        ["GetTask sqlite, 300 vs 50 tasks", "tasks/list page (50) sqlite, 300 vs 50 tasks"],
+    )
+    assert figures[1].detail["large"]["page_len"] == 50
+
+
+def test_table_and_json(tmp_path: Path) -> None:
+    figures = [
+        report.Figure("unary", "a", 900.0, 1000.0, "calls/s", suites.UNARY_TARGET, "echo"),
+        report.Figure("waiting", "b", 30.0, 25.0, "KiB", suites.WAITING_TARGET, "bare"),
+        report.Figure("waiting", "c", 45.0, 40.0, "KiB", suites.WAITING_TARGET, "bare"),
+        report.Figure("unary", "d", 1.0, 2.0, "calls/s", report.INFO, "echo"),
+    ]
+    assert [f.passed for f in figures] == [True, True, False, None]
+    lines = report.table(figures).splitlines()
+    assert lines[0].split("|")[1].strip() == "figure"
+    assert len(lines) == 2 + len(figures)
+    assert "| 0.90x " in lines[2]
+    assert lines[2].rstrip(" |").endswith("pass")
+    assert lines[4].rstrip(" |").endswith("FAIL")
+    assert lines[5].rstrip(" |").endswith("info")
+    out = tmp_path / "r.json"
+    report.write_json(out, figures, mode="quick", command="python -m bench --quick", seconds=1.0)
+    data = json.loads(out.read_text())
+    assert data["machine"]["nproc"] >= 1
+    assert [f["figure"] for f in data["figures"]] == ["a", "b", "c", "d"]
+    assert data["figures"][0]["ratio"] == pytest.approx(0.9)
