@@ -48,6 +48,22 @@ def _dumps(data: object) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+# The columns besides the body, which the indexes use; in the order of `_indexed`.
+_INDEXED = ("owner", "created_at", "expires_at", "dispatch", "tool_name", "worker_id", "lease_expires_at")
+
+
+def _indexed(task: TaskRecord) -> tuple[object, ...]:
+    return (
+        task.owner,
+        task.created_at,
+        task.expires_at,
+        task.dispatch.value,
+        task.tool_name,
+        task.worker_id,
+        task.lease_expires_at,
+    )
+
+
 class SqliteTaskStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -78,17 +94,7 @@ class SqliteTaskStore:
             raise StoreUnavailable(f"SQLite store {str(self.path)!r}: {exc}") from exc
 
     def _row(self, task: TaskRecord) -> tuple[object, ...]:
-        return (
-            task.owner,
-            task.created_at,
-            task.expires_at,
-            task.dispatch.value,
-            task.tool_name,
-            task.worker_id,
-            task.lease_expires_at,
-            _dumps(task.to_json()),
-            task.task_id,
-        )
+        return (*_indexed(task), _dumps(task.to_json()), task.task_id)
 
     def _tasks(self, sql: str, params: Iterable[object] = ()) -> list[TaskRecord]:
         try:
@@ -127,11 +133,17 @@ class SqliteTaskStore:
             current = TaskRecord.from_json(json.loads(row[0]))
             updated = change(current)
             if updated is not current:
+                # Only the columns that changed: SQLite rewrites the entries of every index on a
+                # column the SET names, changed or not (a status message would touch four indexes).
+                changed = [
+                    (column, new)
+                    for column, old, new in zip(_INDEXED, _indexed(current), _indexed(updated), strict=True)
+                    if old != new
+                ]
+                assignments = "".join(f"{column} = ?, " for column, _ in changed)
                 db.execute(
-                    "UPDATE tasks SET owner = ?, created_at = ?, expires_at = ?, dispatch = ?,"
-                    " tool_name = ?, worker_id = ?, lease_expires_at = ?, body = ?"
-                    " WHERE task_id = ?",
-                    self._row(updated),
+                    f"UPDATE tasks SET {assignments}body = ? WHERE task_id = ?",
+                    (*(new for _, new in changed), _dumps(updated.to_json()), task_id),
                 )
             db.execute("COMMIT")
         except BaseException as exc:

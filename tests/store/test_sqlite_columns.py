@@ -1,0 +1,94 @@
+"""SQLite: an update writes only the indexed columns that changed, and they stay equal to the body."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from pathlib import Path
+
+from taskservice.domain.model import Dispatch, TaskRecord, TaskStatus
+from taskservice.store.sqlite import SqliteTaskStore
+
+COLUMNS = "owner, created_at, expires_at, dispatch, tool_name, worker_id, lease_expires_at"
+
+
+def record(**changes: object) -> TaskRecord:
+    task = TaskRecord(
+        task_id="t1",
+        owner="alice",
+        status=TaskStatus.WORKING,
+        created_at=1_000,
+        last_updated_at=1_000,
+        ttl_ms=60_000,
+        poll_interval_ms=500,
+        tool_name="echo",
+        dispatch=Dispatch.QUEUED,
+    )
+    return dataclasses.replace(task, **changes)  # type: ignore[arg-type]
+
+
+def stored(path: Path, task_id: str) -> tuple[tuple[object, ...], TaskRecord]:
+    """The row's indexed columns, and the record its body holds (read with a connection of its own)."""
+    with sqlite3.connect(path) as db:
+        row = db.execute(f"SELECT {COLUMNS}, body FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+    return tuple(row[:-1]), TaskRecord.from_json(json.loads(row[-1]))
+
+
+def columns_of(task: TaskRecord) -> tuple[object, ...]:
+    return (
+        task.owner,
+        task.created_at,
+        task.expires_at,
+        task.dispatch.value,
+        task.tool_name,
+        task.worker_id,
+        task.lease_expires_at,
+    )
+
+
+async def test_every_kind_of_update_keeps_the_columns_equal_to_the_body(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    store = SqliteTaskStore(path)
+    try:
+        await store.insert_task(record())
+        steps = [
+            {"status_message": "body only", "last_updated_at": 2_000},
+            {"dispatch": Dispatch.OFFERED, "worker_id": "w1", "lease_id": "l1", "lease_expires_at": 9_000},
+            {"dispatch": Dispatch.RUNNING, "lease_expires_at": 12_000},
+            {"ttl_ms": 120_000},  # expires_at is derived: created_at + ttl_ms
+            {
+                "status": TaskStatus.COMPLETED,
+                "dispatch": Dispatch.DONE,
+                "worker_id": "",
+                "lease_expires_at": 0,
+            },
+        ]
+        for step in steps:
+            updated = await store.update_task("t1", lambda t, step=step: dataclasses.replace(t, **step))  # type: ignore[misc]
+            row, body = stored(path, "t1")
+            assert body == updated
+            assert row == columns_of(updated), step
+            assert await store.get_task("t1") == updated
+    finally:
+        await store.close()
+
+
+async def test_index_queries_follow_column_updates(tmp_path: Path) -> None:
+    store = SqliteTaskStore(tmp_path / "tasks.db")
+    try:
+        await store.insert_task(record())
+        assert [t.task_id for t in await store.queued_tasks(["echo"], 10)] == ["t1"]
+        await store.update_task("t1", lambda t: dataclasses.replace(t, status_message="still queued"))
+        assert [t.status_message for t in await store.queued_tasks(["echo"], 10)] == ["still queued"]
+        await store.update_task(
+            "t1",
+            lambda t: dataclasses.replace(t, dispatch=Dispatch.OFFERED, worker_id="w1", lease_expires_at=5),
+        )
+        assert await store.queued_tasks(["echo"], 10) == []
+        assert [t.task_id for t in await store.tasks_of_worker("w1")] == ["t1"]
+        assert [t.task_id for t in await store.stale_offers(10)] == ["t1"]
+        assert await store.delete_expired_tasks(60_999) == []
+        assert await store.delete_expired_tasks(61_000) == ["t1"]
+    finally:
+        await store.close()
