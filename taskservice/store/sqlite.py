@@ -64,10 +64,20 @@ def _indexed(task: TaskRecord) -> tuple[object, ...]:
     )
 
 
+# How many tasks' last-seen bodies (and the records they decode to) a store keeps, and the
+# largest body it keeps one for.
+DECODED_TASKS = 1024
+DECODED_BODY_MAX = 32_768
+
+
 class SqliteTaskStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.changes = LocalChangeFeed()
+        # task id -> (the body last read or written, its record). Every change is read back by
+        # each of the task's waiters (a worker's Elicit, the bridge's event and status streams):
+        # records are immutable, so an unchanged body needs no second decoding.
+        self._decoded: dict[str, tuple[str, TaskRecord]] = {}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -96,6 +106,23 @@ class SqliteTaskStore:
     def _row(self, task: TaskRecord) -> tuple[object, ...]:
         return (*_indexed(task), _dumps(task.to_json()), task.task_id)
 
+    def _decode(self, task_id: str, body: str) -> TaskRecord:
+        """The record a task's stored body holds, decoded once per body."""
+        seen = self._decoded.get(task_id)
+        if seen is not None and seen[0] == body:
+            return seen[1]
+        record = TaskRecord.from_json(json.loads(body))
+        self._remember(task_id, body, record)
+        return record
+
+    def _remember(self, task_id: str, body: str, record: TaskRecord) -> None:
+        decoded = self._decoded
+        decoded.pop(task_id, None)
+        if len(body) <= DECODED_BODY_MAX:
+            decoded[task_id] = (body, record)
+            if len(decoded) > DECODED_TASKS:
+                del decoded[next(iter(decoded))]  # the least recently stored
+
     def _tasks(self, sql: str, params: Iterable[object] = ()) -> list[TaskRecord]:
         try:
             rows = self._db.execute(sql, tuple(params)).fetchall()
@@ -104,21 +131,26 @@ class SqliteTaskStore:
         return [TaskRecord.from_json(json.loads(row[0])) for row in rows]
 
     async def insert_task(self, task: TaskRecord) -> None:
+        row = self._row(task)
         try:
             self._db.execute(
                 "INSERT INTO tasks (owner, created_at, expires_at, dispatch, tool_name, worker_id,"
                 " lease_expires_at, body, task_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                self._row(task),
+                row,
             )
         except sqlite3.IntegrityError as exc:
             raise ValueError(f"task {task.task_id!r} exists") from exc
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        self._remember(task.task_id, str(row[-2]), task)
         self.changes.publish_now((task_key(task.task_id),))
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
-        found = self._tasks("SELECT body FROM tasks WHERE task_id = ?", (task_id,))
-        return found[0] if found else None
+        try:
+            row = self._db.execute("SELECT body FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        return None if row is None else self._decode(task_id, row[0])
 
     async def update_task(self, task_id: str, change: TaskChange) -> TaskRecord:
         db = self._db
@@ -130,8 +162,9 @@ class SqliteTaskStore:
             row = db.execute("SELECT body FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
             if row is None:
                 raise TaskNotFound(task_id)
-            current = TaskRecord.from_json(json.loads(row[0]))
+            current = self._decode(task_id, row[0])
             updated = change(current)
+            body = None
             if updated is not current:
                 # Only the columns that changed: SQLite rewrites the entries of every index on a
                 # column the SET names, changed or not (a status message would touch four indexes).
@@ -141,9 +174,10 @@ class SqliteTaskStore:
                     if old != new
                 ]
                 assignments = "".join(f"{column} = ?, " for column, _ in changed)
+                body = _dumps(updated.to_json())
                 db.execute(
                     f"UPDATE tasks SET {assignments}body = ? WHERE task_id = ?",
-                    (*(new for _, new in changed), _dumps(updated.to_json()), task_id),
+                    (*(new for _, new in changed), body, task_id),
                 )
             db.execute("COMMIT")
         except BaseException as exc:
@@ -151,7 +185,8 @@ class SqliteTaskStore:
             if isinstance(exc, sqlite3.Error):
                 raise StoreUnavailable(f"SQLite store: {exc}") from exc
             raise
-        if updated is not current:
+        if body is not None:
+            self._remember(task_id, body, updated)
             self.changes.publish_now((task_key(task_id),))
         return updated
 
@@ -172,6 +207,7 @@ class SqliteTaskStore:
             deleted = self._db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,)).rowcount
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        self._decoded.pop(task_id, None)
         if deleted:
             self.changes.publish_now((task_key(task_id),))
         return bool(deleted)
@@ -184,6 +220,8 @@ class SqliteTaskStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
         ids = [row[0] for row in rows]
+        for task_id in ids:
+            self._decoded.pop(task_id, None)
         if ids:
             self.changes.publish_now(task_key(task_id) for task_id in ids)
         return ids

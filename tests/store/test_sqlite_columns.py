@@ -1,4 +1,5 @@
-"""SQLite: an update writes only the indexed columns that changed, and they stay equal to the body."""
+"""SQLite: an update writes only the indexed columns that changed, and they stay equal to the body;
+a read decodes a stored body only when it is not the one the store last read or wrote."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import dataclasses
 import json
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from taskservice.domain.model import Dispatch, TaskRecord, TaskStatus
 from taskservice.store.sqlite import SqliteTaskStore
@@ -90,5 +93,48 @@ async def test_index_queries_follow_column_updates(tmp_path: Path) -> None:
         assert [t.task_id for t in await store.stale_offers(10)] == ["t1"]
         assert await store.delete_expired_tasks(60_999) == []
         assert await store.delete_expired_tasks(61_000) == ["t1"]
+    finally:
+        await store.close()
+
+
+async def test_reads_decode_each_stored_body_once_and_see_every_write(tmp_path: Path) -> None:
+    """Reads skip decoding a body they decoded (or wrote) before, and never miss a newer one,
+    even one written by another connection."""
+    path = tmp_path / "tasks.db"
+    store = SqliteTaskStore(path)
+    try:
+        await store.insert_task(record())
+        first = await store.get_task("t1")
+        assert first == record()
+        assert await store.get_task("t1") is first  # the same body: the same (immutable) record
+        updated = await store.update_task("t1", lambda t: dataclasses.replace(t, status_message="one"))
+        assert await store.get_task("t1") is updated
+        # Another writer changes the body behind the store's back: the next read decodes it.
+        other = dataclasses.replace(updated, status_message="two")
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE tasks SET body = ? WHERE task_id = 't1'", (json.dumps(other.to_json()),))
+        assert await store.get_task("t1") == other
+        changed = await store.update_task(
+            "t1", lambda t: dataclasses.replace(t, status_message=t.status_message + "!")
+        )
+        assert changed.status_message == "two!"
+        assert await store.delete_task("t1")
+        assert await store.get_task("t1") is None
+    finally:
+        await store.close()
+
+
+async def test_the_decoded_records_kept_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("taskservice.store.sqlite.DECODED_TASKS", 3)
+    store = SqliteTaskStore(tmp_path / "tasks.db")
+    try:
+        for index in range(10):
+            await store.insert_task(record(task_id=f"t{index}", created_at=index))
+            await store.get_task(f"t{index}")
+        assert len(store._decoded) == 3
+        listed = await store.list_tasks("alice", None, 20)
+        assert [task.task_id for task in listed] == [f"t{i}" for i in range(10)]
+        assert await store.delete_expired_tasks(10**12) != []
+        assert store._decoded == {}
     finally:
         await store.close()
