@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import secrets
 import warnings
@@ -68,6 +70,23 @@ FORWARDED_ERRORS = {
 
 class AnyResult(types.Result):
     """A client's result taken as it is; the service validates it against the request's method."""
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Any:
+    """A checked validator for a JSON schema, made once per schema (checking costs ~0.5 ms)."""
+    schema = json.loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def validate_arguments(arguments: dict[str, Any], schema: dict[str, Any]) -> None:
+    """`jsonschema.validate(arguments, schema)`: the same errors; the schema is checked once, not per call."""
+    validator = _validator(json.dumps(schema, sort_keys=True, separators=(",", ":")))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    if error is not None:
+        raise error
 
 
 def _plain(message: Any) -> Any:
@@ -302,7 +321,7 @@ class McpBridge:
             )
         arguments = params.arguments or {}
         try:
-            jsonschema.validate(instance=arguments, schema=tool.inputSchema)
+            validate_arguments(arguments, tool.inputSchema)
         except jsonschema.ValidationError as exc:
             if as_task:
                 raise McpError(
