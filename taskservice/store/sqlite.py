@@ -64,6 +64,22 @@ def _indexed(task: TaskRecord) -> tuple[object, ...]:
     )
 
 
+def _update(
+    task_id: str, current: TaskRecord, updated: TaskRecord, body: str
+) -> tuple[str, tuple[object, ...]]:
+    """The UPDATE of a task's row from `current` to `updated`: the body and the indexed columns that
+    changed. Only those: SQLite rewrites the entries of every index on a column the SET names,
+    changed or not (a new status message would touch four indexes)."""
+    changed = [
+        (column, new)
+        for column, old, new in zip(_INDEXED, _indexed(current), _indexed(updated), strict=True)
+        if old != new
+    ]
+    assignments = "".join(f"{column} = ?, " for column, _ in changed)
+    sql = f"UPDATE tasks SET {assignments}body = ? WHERE task_id = ?"
+    return sql, (*(new for _, new in changed), body, task_id)
+
+
 # How many tasks' last-seen bodies (and the records they decode to) a store keeps, and the
 # largest body it keeps one for.
 DECODED_TASKS = 1024
@@ -153,6 +169,11 @@ class SqliteTaskStore:
         return None if row is None else self._decode(task_id, row[0])
 
     async def update_task(self, task_id: str, change: TaskChange) -> TaskRecord:
+        seen = self._decoded.get(task_id)
+        if seen is not None:
+            done = self._update_seen(task_id, change, *seen)
+            if done is not None:
+                return done
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -166,19 +187,8 @@ class SqliteTaskStore:
             updated = change(current)
             body = None
             if updated is not current:
-                # Only the columns that changed: SQLite rewrites the entries of every index on a
-                # column the SET names, changed or not (a status message would touch four indexes).
-                changed = [
-                    (column, new)
-                    for column, old, new in zip(_INDEXED, _indexed(current), _indexed(updated), strict=True)
-                    if old != new
-                ]
-                assignments = "".join(f"{column} = ?, " for column, _ in changed)
                 body = _dumps(updated.to_json())
-                db.execute(
-                    f"UPDATE tasks SET {assignments}body = ? WHERE task_id = ?",
-                    (*(new for _, new in changed), body, task_id),
-                )
+                db.execute(*_update(task_id, current, updated, body))
             db.execute("COMMIT")
         except BaseException as exc:
             db.execute("ROLLBACK")
@@ -188,6 +198,33 @@ class SqliteTaskStore:
         if body is not None:
             self._remember(task_id, body, updated)
             self.changes.publish_now((task_key(task_id),))
+        return updated
+
+    def _update_seen(
+        self, task_id: str, change: TaskChange, body: str, current: TaskRecord
+    ) -> TaskRecord | None:
+        """The change applied to the body this store last read or wrote, in one statement that
+        succeeds only if that body is still the stored one (no BEGIN, SELECT and COMMIT around it).
+
+        None when that cannot decide it: the body changed meanwhile, or the change made no
+        write (it refused, or changed nothing); `update_task` then decides on the stored record.
+        """
+        try:
+            updated = change(current)
+        except Exception:
+            return None
+        if updated is current:
+            return None
+        new_body = _dumps(updated.to_json())
+        sql, params = _update(task_id, current, updated, new_body)
+        try:
+            written = self._db.execute(sql + " AND body = ?", (*params, body)).rowcount
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        if written != 1:
+            return None
+        self._remember(task_id, new_body, updated)
+        self.changes.publish_now((task_key(task_id),))
         return updated
 
     async def list_tasks(self, owner: str, after: TaskCursor | None, limit: int) -> list[TaskRecord]:

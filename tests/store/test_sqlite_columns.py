@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from taskservice.domain.errors import TaskNotFound
 from taskservice.domain.model import Dispatch, TaskRecord, TaskStatus
 from taskservice.store.sqlite import SqliteTaskStore
 
@@ -136,5 +137,62 @@ async def test_the_decoded_records_kept_are_bounded(tmp_path: Path, monkeypatch:
         assert [task.task_id for task in listed] == [f"t{i}" for i in range(10)]
         assert await store.delete_expired_tasks(10**12) != []
         assert store._decoded == {}
+    finally:
+        await store.close()
+
+
+async def test_a_change_of_a_body_the_store_wrote_is_one_statement(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    store = SqliteTaskStore(path)
+    try:
+        await store.insert_task(record())
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+        updated = await store.update_task("t1", lambda t: dataclasses.replace(t, status_message="one"))
+        store._db.set_trace_callback(None)
+        assert len(statements) == 1
+        assert statements[0].startswith("UPDATE tasks SET body = ")
+        assert stored(path, "t1")[1] == updated  # committed: another connection reads it
+    finally:
+        await store.close()
+
+
+async def test_a_change_applies_to_what_another_writer_stored(tmp_path: Path) -> None:
+    """The one-statement update succeeds only on the body it was computed from: after a write
+    behind the store's back, the change runs again on the stored record."""
+    path = tmp_path / "tasks.db"
+    store = SqliteTaskStore(path)
+    try:
+        await store.insert_task(record())
+        behind = record(status_message="behind", last_updated_at=5)
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE tasks SET body = ? WHERE task_id = 't1'", (json.dumps(behind.to_json()),))
+        updated = await store.update_task(
+            "t1", lambda t: dataclasses.replace(t, status_message=t.status_message + "+")
+        )
+        assert updated.status_message == "behind+"
+        assert stored(path, "t1")[1] == updated
+
+        # A change the store's own copy refuses may suit the stored record.
+        finished = dataclasses.replace(updated, status=TaskStatus.COMPLETED)
+        await store.update_task("t1", lambda t: finished)
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE tasks SET body = ? WHERE task_id = 't1'", (json.dumps(updated.to_json()),))
+
+        def only_if_working(task: TaskRecord) -> TaskRecord:
+            if task.status is not TaskStatus.WORKING:
+                raise ValueError("finished")
+            return dataclasses.replace(task, status_message="again")
+
+        assert (await store.update_task("t1", only_if_working)).status_message == "again"
+        # And one that the stored record refuses is refused.
+        await store.update_task("t1", lambda t: finished)
+        with pytest.raises(ValueError, match="finished"):
+            await store.update_task("t1", only_if_working)
+        # Deleted behind the store's back: not found, whatever the store saw before.
+        with sqlite3.connect(path) as db:
+            db.execute("DELETE FROM tasks WHERE task_id = 't1'")
+        with pytest.raises(TaskNotFound):
+            await store.update_task("t1", lambda t: dataclasses.replace(t, status_message="gone"))
     finally:
         await store.close()
