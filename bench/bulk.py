@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bench.clients import OWNER
 from taskservice.domain.model import Dispatch, TaskRecord, TaskStatus
@@ -84,34 +86,78 @@ def fill_sqlite(path: Path, count: int, wanted: int, seed: int = 1) -> list[list
     return out
 
 
+class _Commands:
+    """Stands in for a redis-py pipeline: records the commands the store issues, as RESP bytes."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.count = 0
+
+    def command(self, *parts: object) -> None:
+        encoded = [str(part).encode() if not isinstance(part, bytes) else part for part in parts]
+        self.buffer += b"*%d\r\n" % len(encoded)
+        for part in encoded:
+            self.buffer += b"$%d\r\n%s\r\n" % (len(part), part)
+        self.count += 1
+
+    def set(self, key: str, value: str, px: int | None = None) -> None:
+        self.command("SET", key, value, *(("PX", px) if px is not None else ()))
+
+    def zadd(self, key: str, mapping: dict[str, float]) -> None:
+        for member, score in mapping.items():
+            self.command("ZADD", key, repr(float(score)), member)
+
+    def sadd(self, key: str, *members: str) -> None:
+        self.command("SADD", key, *members)
+
+
+def _send(sock: socket.socket, commands: _Commands) -> None:
+    """Send the recorded commands and read one reply per command; an error reply raises."""
+    sock.sendall(commands.buffer)
+    replies, pending = 0, b""
+    while replies < commands.count:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("Redis closed the connection")
+        pending += chunk
+        *lines, pending = pending.split(b"\r\n")
+        for line in lines:
+            if line.startswith(b"-"):
+                raise RuntimeError(f"Redis refused a command: {line.decode(errors='replace')}")
+        replies += len(lines)  # every reply of SET, ZADD and SADD is one line
+
+
 def fill_redis(url: str, count: int, wanted: int, seed: int = 1) -> list[list[str]]:
-    """Store `count` tasks in a Redis store (an unused key prefix); return `wanted` samples of them."""
+    """Store `count` tasks in a Redis store (an unused key prefix); return `wanted` samples of them.
+
+    The keys and index entries are the store's own (its `_key` and `_reindex`), sent as raw
+    RESP over one socket: redis-py's pipeline would take most of the setup time.
+    """
     from taskservice.store.redis import EXPIRY_GRACE_MS, RedisTaskStore, _dumps
 
     chosen, out = pick(count, wanted, seed), []
-
-    async def fill() -> None:
-        store = RedisTaskStore(url)
-        try:
-            pipe = store._client.pipeline(transaction=False)
-            pending = 0
+    parts = urlsplit(url)
+    store = RedisTaskStore(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379)) as sock:
+            select = _Commands()
+            select.command("SELECT", int(parts.path.strip("/") or 0))
+            _send(sock, select)
+            commands = _Commands()
             for index, task in enumerate(records(count, seed)):
                 if index in chosen:
                     out.append(sample(task))
-                pipe.set(
+                commands.set(
                     store._key("task", task.task_id), _dumps(task.to_json()), px=task.ttl_ms + EXPIRY_GRACE_MS
                 )
-                store._reindex(pipe, None, task)
-                pending += 1
-                if pending >= BATCH:
-                    await pipe.execute()
-                    pending = 0
-            if pending:
-                await pipe.execute()
-        finally:
-            await store.close()
-
-    asyncio.run(fill())
+                store._reindex(commands, None, task)  # type: ignore[arg-type]  # records what it would send
+                if commands.count >= BATCH:
+                    _send(sock, commands)
+                    commands = _Commands()
+            if commands.count:
+                _send(sock, commands)
+    finally:
+        asyncio.run(store.close())
     return out
 
 

@@ -114,11 +114,8 @@ def process(name: str, command: Sequence[str], logs: Path, **kwargs: Any) -> Ite
         proc.stop()
 
 
-@contextlib.contextmanager
-def service(
-    logs: Path, store: str, *, mcp: bool = False, name: str = ""
-) -> Iterator[tuple[Process, str, str]]:
-    """`taskservice serve` on free loopback ports: (process, gRPC target, MCP URL or "")."""
+def spawn_service(logs: Path, store: str, *, mcp: bool = False, name: str = "") -> Process:
+    """Start `taskservice serve` on free loopback ports; `service_address` waits until it serves."""
     command = [
         *taskservice_command(),
         "serve",
@@ -131,22 +128,50 @@ def service(
     if SERVICE_ROOT is not None:
         env = clean_env()
         env["PYTHONPATH"] = os.pathsep.join((str(SERVICE_ROOT), env["PYTHONPATH"]))
-    with process(name or f"serve-{store.split(':')[0]}", command, logs, env=env) as proc:
-        port = proc.wait_for(r"gRPC service listening on 127\.0\.0\.1:(\d+)").group(1)
-        url = ""
-        if mcp:
-            mcp_port = proc.wait_for(r"MCP bridge listening on http://127\.0\.0\.1:(\d+)/mcp").group(1)
-            url = f"http://127.0.0.1:{mcp_port}/mcp"
-        yield proc, f"127.0.0.1:{port}", url
+    return Process(name or f"serve-{store.split(':')[0]}", command, logs, env=env)
+
+
+def service_address(proc: Process, *, mcp: bool = False) -> tuple[str, str]:
+    """(gRPC target, MCP URL or "") of a started service, once it serves."""
+    port = proc.wait_for(r"gRPC service listening on 127\.0\.0\.1:(\d+)").group(1)
+    url = ""
+    if mcp:
+        mcp_port = proc.wait_for(r"MCP bridge listening on http://127\.0\.0\.1:(\d+)/mcp").group(1)
+        url = f"http://127.0.0.1:{mcp_port}/mcp"
+    return f"127.0.0.1:{port}", url
+
+
+@contextlib.contextmanager
+def service(
+    logs: Path, store: str, *, mcp: bool = False, name: str = ""
+) -> Iterator[tuple[Process, str, str]]:
+    """`taskservice serve` on free loopback ports: (process, gRPC target, MCP URL or "")."""
+    proc = spawn_service(logs, store, mcp=mcp, name=name)
+    try:
+        yield (proc, *service_address(proc, mcp=mcp))
+    finally:
+        proc.stop()
+
+
+def spawn_bench_server(logs: Path, kind: str) -> Process:
+    """Start a baseline server of `bench.servers`; `bench_server_address` waits until it serves."""
+    command = [sys.executable, "-m", "bench.servers", kind, "--listen", "127.0.0.1:0"]
+    return Process(f"baseline-{kind}", command, logs)
+
+
+def bench_server_address(proc: Process) -> str:
+    """The gRPC target (echo) or MCP URL (sdk) of a started baseline server, once it serves."""
+    return proc.wait_for(r"listening on (\S+)").group(1)
 
 
 @contextlib.contextmanager
 def bench_server(logs: Path, kind: str) -> Iterator[tuple[Process, str]]:
     """A baseline server of `bench.servers` (echo: gRPC target; sdk: MCP URL)."""
-    command = [sys.executable, "-m", "bench.servers", kind, "--listen", "127.0.0.1:0"]
-    with process(f"baseline-{kind}", command, logs) as proc:
-        address = proc.wait_for(r"listening on (\S+)").group(1)
-        yield proc, address
+    proc = spawn_bench_server(logs, kind)
+    try:
+        yield proc, bench_server_address(proc)
+    finally:
+        proc.stop()
 
 
 @contextlib.contextmanager

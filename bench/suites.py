@@ -43,7 +43,7 @@ class Sizes:
     whole_warmup: int = 5
     whole_clients: int = 8
     whole_window: float = 3.0
-    whole_windows: int = 4
+    whole_windows: int = 6
     scale_small: int = 1_000
     scale_large: int = 1_000_000
     scale_calls: int = 400
@@ -56,12 +56,13 @@ QUICK = Sizes(
     unary_windows=5,
     waiting_count=2_000,
     waiting_channels=4,
+    waiting_stores=("sqlite",),
     whole_latency_n=20,
     whole_warmup=3,
     whole_window=1.5,
     whole_windows=3,
     scale_large=100_000,
-    scale_calls=200,
+    scale_calls=150,
 )
 # For the smoke test: every code path, tiny sizes, no figure means anything.
 SMOKE = Sizes(
@@ -130,13 +131,15 @@ def unary(env: Env) -> list[Figure]:
     s = env.sizes
     kinds = env.stores(*s.unary_stores)
     with contextlib.ExitStack() as stack:
-        echo, echo_target = stack.enter_context(procs.bench_server(env.logs, "echo"))
-        targets, pids = {"echo": echo_target}, {"echo": echo.pid}
-        for kind in kinds:
-            proc, targets[kind], _ = stack.enter_context(
-                procs.service(env.logs, env.store_url(kind, "unary"))
-            )
-            pids[kind] = proc.pid
+        # Started together, then waited for: each takes a while to import.
+        echo = procs.spawn_bench_server(env.logs, "echo")
+        stack.callback(echo.stop)
+        servers = {kind: procs.spawn_service(env.logs, env.store_url(kind, "unary")) for kind in kinds}
+        for server in servers.values():
+            stack.callback(server.stop)
+        targets = {"echo": procs.bench_server_address(echo)}
+        targets |= {kind: procs.service_address(server)[0] for kind, server in servers.items()}
+        pids = {"echo": echo.pid} | {kind: server.pid for kind, server in servers.items()}
         cpu = {name: procs.cpu_seconds(pid) for name, pid in pids.items()}
         args = ["unary", "--levels", ",".join(str(n) for n in s.unary_levels)]
         args += ["--window", str(s.unary_window), "--windows", str(s.unary_windows)]
@@ -263,11 +266,14 @@ def whole(env: Env) -> list[Figure]:
         str(s.whole_warmup),
     ]
     budget = (s.whole_latency_n + s.whole_warmup) * 2 * 0.2 + (s.whole_windows + 1) * 2 * s.whole_window
-    with (
-        procs.bench_server(env.logs, "sdk") as (_, sdk_url),
-        procs.service(env.logs, env.store_url("sqlite", "whole"), mcp=True) as (_, target, our_url),
-        procs.worker(env.logs, target),
-    ):
+    with contextlib.ExitStack() as stack:
+        sdk = procs.spawn_bench_server(env.logs, "sdk")
+        stack.callback(sdk.stop)
+        serve = procs.spawn_service(env.logs, env.store_url("sqlite", "whole"), mcp=True)
+        stack.callback(serve.stop)
+        target, our_url = procs.service_address(serve, mcp=True)
+        stack.enter_context(procs.worker(env.logs, target))
+        sdk_url = procs.bench_server_address(sdk)
         _wait_for_tools(target, {"one_step", "ask_once"})
         args += [f"--url=sdk={sdk_url}", f"--url=ours={our_url}"]
         result: dict[str, dict[str, Any]] = procs.run_client(args, timeout=120 + 3 * budget, logs=env.logs)
@@ -344,10 +350,14 @@ def scale(env: Env) -> list[Figure]:
         args = ["scale", "--count", str(s.scale_calls)]
         fill_s: dict[str, float] = {}
         with contextlib.ExitStack() as stack:
+            started: dict[str, procs.Process] = {}
             for count, name in names.items():
                 url, samples, fill_s[name] = stack.enter_context(_filled(env, kind, count))
-                target = stack.enter_context(procs.service(env.logs, url))[1]
-                args += [f"--target={name}={target}", f"--samples={name}={samples}"]
+                started[name] = procs.spawn_service(env.logs, url, name=f"serve-{kind}-{name}")
+                stack.callback(started[name].stop)
+                args += [f"--samples={name}={samples}"]
+            for name, server in started.items():
+                args += [f"--target={name}={procs.service_address(server)[0]}"]
             result: dict[str, dict[str, Any]] = procs.run_client(
                 args, timeout=120 + s.scale_calls, logs=env.logs
             )
