@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar, cast
 
 import anyio
@@ -20,6 +22,23 @@ R = TypeVar("R")
 # A unary call may be retried on these too: its deadline passed on a connection
 # that died silently (the service restarted), which a new attempt repairs.
 _UNARY_RETRYABLE = RETRYABLE | {grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+@contextlib.asynccontextmanager
+async def cancellable() -> AsyncIterator[None]:
+    """Around an await on grpc.aio: keep a cancel scope's cancellation recognisable.
+
+    When a task is cancelled while it awaits a grpc.aio call, grpc may end the
+    await with a CancelledError of its own, without the mark by which anyio
+    knows the cancellation of its cancel scope; the scope would then let it
+    escape as if the task itself were cancelled. A checkpoint here re-raises the
+    scope's own cancellation when one is pending; a foreign one propagates as is.
+    """
+    try:
+        yield
+    except asyncio.CancelledError:
+        await anyio.lowlevel.checkpoint()
+        raise
 
 
 class ServiceClient:
@@ -89,4 +108,4 @@ def _method_name(rpc: Callable[..., Any]) -> str:
     return str(method)
 
 
-__all__ = ["ServiceClient", "TaskServiceError"]
+__all__ = ["ServiceClient", "TaskServiceError", "cancellable"]

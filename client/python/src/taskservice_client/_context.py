@@ -26,7 +26,7 @@ from mcp.types import (
     ToolChoice,
 )
 
-from taskservice_client._client import ServiceClient
+from taskservice_client._client import ServiceClient, cancellable
 from taskservice_client._convert import (
     dict_to_struct,
     dump_model,
@@ -80,6 +80,8 @@ class RemoteTaskContext:
         self._client = client
         self._cancelled = False
         self._on_cancel = on_cancel
+        # Set once the work completes or fails the task itself: its end is not a loss.
+        self._finishing = False
 
     # --------------------------------------------------------------- state
 
@@ -153,6 +155,7 @@ class RemoteTaskContext:
             notify: Whether to send a notification to the client
         """
         request = pb.CompleteRequest(task_id=self.task_id, result=model_struct(result), notify=notify)
+        self._finishing = True
         try:
             response = await self._client.unary(self._client.tasks.Complete, request, pb.CompleteResponse)
         except TaskServiceRejected as error:
@@ -168,6 +171,7 @@ class RemoteTaskContext:
             notify: Whether to send a notification to the client
         """
         request = pb.FailRequest(task_id=self.task_id, error=error or "failed", notify=notify)
+        self._finishing = True
         try:
             response = await self._client.unary(self._client.tasks.Fail, request, pb.FailResponse)
         except TaskServiceRejected as rejected:
@@ -199,14 +203,15 @@ class RemoteTaskContext:
             call = self._client.stream(rpc, request)
             reason = "the stream ended before the answer"
             try:
-                async for event in call:
-                    backoff.reset()
-                    self._observe(event.task)
-                    kind = event.WhichOneof("event")
-                    if kind == "result":
-                        return model.model_validate(struct_to_dict(event.result))
-                    if kind == "error":
-                        raise McpError(mcp_error_data(event.error))
+                async with cancellable():
+                    async for event in call:
+                        backoff.reset()
+                        self._observe(event.task)
+                        kind = event.WhichOneof("event")
+                        if kind == "result":
+                            return model.model_validate(struct_to_dict(event.result))
+                        if kind == "error":
+                            raise McpError(mcp_error_data(event.error))
             except grpc.aio.AioRpcError as error:
                 code = error.code()
                 if code is grpc.StatusCode.CANCELLED:

@@ -10,7 +10,7 @@ from mcp.shared.experimental.tasks.store import TaskStore
 from mcp.types import CallToolResult, Result, Task, TaskMetadata, TaskStatus
 
 from taskservice_client._channel import ChannelOptions, RetryPolicy, TLSConfig
-from taskservice_client._client import ServiceClient
+from taskservice_client._client import ServiceClient, cancellable
 from taskservice_client._convert import model_struct, struct_to_dict, task_from_proto
 from taskservice_client._errors import RETRYABLE, TaskServiceError, TaskServiceRejected
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, task_pb2, task_service_pb2
@@ -235,13 +235,14 @@ class GrpcTaskStore(TaskStore):
         while True:
             call = client.stream(client.tasks.WatchTask, pb.WatchTaskRequest(task_id=task_id))
             try:
-                async for response in call:
-                    backoff.reset()
-                    task = task_from_proto(response.task)
-                    if seen is not None and _state(task) != seen:
-                        return
-                    seen = _state(task)
-                return  # the watch ends after a terminal status: nothing more will change
+                async with cancellable():
+                    async for response in call:
+                        backoff.reset()
+                        task = task_from_proto(response.task)
+                        if seen is not None and _state(task) != seen:
+                            return
+                        seen = _state(task)
+                    return  # the watch ends after a terminal status: nothing more will change
             except grpc.aio.AioRpcError as error:
                 if error.code() is grpc.StatusCode.NOT_FOUND:
                     raise TaskServiceRejected(error.code(), f"Task with ID {task_id} not found") from None

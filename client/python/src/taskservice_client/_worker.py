@@ -18,7 +18,7 @@ import grpc
 from mcp.types import ToolAnnotations
 
 from taskservice_client._channel import ChannelOptions, RetryPolicy, TLSConfig
-from taskservice_client._client import ServiceClient
+from taskservice_client._client import ServiceClient, cancellable
 from taskservice_client._context import RemoteTaskContext
 from taskservice_client._convert import (
     TASK_SUPPORT_TO_PROTO,
@@ -40,6 +40,7 @@ _SHUTTING_DOWN = "the worker is shutting down"
 
 TaskSupport = Literal["optional", "required", "forbidden"]
 ToolFunction = Callable[[RemoteTaskContext, dict[str, Any]], Awaitable[Any]]
+Outcome = tuple[Literal["returned"], Any] | tuple[Literal["raised"], Exception]
 F = TypeVar("F", bound=ToolFunction)
 
 
@@ -292,11 +293,10 @@ class Worker:
                 # does not disturb them, and they drain after the loops stopped taking work.
                 async with anyio.create_task_group() as work, anyio.create_task_group() as connection:
                     connection.start_soon(self._guard, self._heartbeats, client)
-                    assignments = anyio.CancelScope()
-                    connection.start_soon(self._guard, self._assignments, client, work, assignments)
+                    taking: anyio.CancelScope = await connection.start(self._take_work, client, work)
                     await self._stop.wait()
                     self._accepting = False
-                    assignments.cancel()
+                    taking.cancel()
                     await self._drain()
                     connection.cancel_scope.cancel()
             await self._unregister(client)
@@ -437,40 +437,52 @@ class Worker:
                 entry = self._running.get(task_id)
                 if entry is None:
                     continue
-                ctx = entry.ctx
-                if ctx is not None and is_terminal(ctx.task.status) and ctx.task.status != "cancelled":
-                    continue  # the tool finished the task itself and is returning
+                if entry.ctx is not None and entry.ctx._finishing:
+                    continue  # the tool (or the worker for it) finished the task itself
                 entry.stop("lost")
 
-    async def _assignments(
-        self, client: ServiceClient, work: anyio.abc.TaskGroup, scope: anyio.CancelScope
+    async def _take_work(
+        self,
+        client: ServiceClient,
+        work: anyio.abc.TaskGroup,
+        *,
+        task_status: anyio.abc.TaskStatus[anyio.CancelScope] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Take assignments until the scope handed to the caller is cancelled.
+
+        The stream is read in a task of its own (see `_run_entry` for why).
+        """
+        async with anyio.create_task_group() as group:
+            task_status.started(group.cancel_scope)
+            group.start_soon(self._guard, self._assignments, client, work)
+
+    async def _assignments(self, client: ServiceClient, work: anyio.abc.TaskGroup) -> None:
         backoff = self.retry.backoff()
-        with scope:
-            while True:
-                registration = await self._registered(client)
-                call = client.stream(
-                    client.tasks.StreamAssignments,
-                    pb.StreamAssignmentsRequest(worker_id=registration.worker_id),
-                )
-                try:
+        while True:
+            registration = await self._registered(client)
+            call = client.stream(
+                client.tasks.StreamAssignments,
+                pb.StreamAssignmentsRequest(worker_id=registration.worker_id),
+            )
+            try:
+                async with cancellable():
                     async for response in call:
                         backoff.reset()
                         await self._accept(client, work, response.assignment, registration)
-                except grpc.aio.AioRpcError as error:
-                    code = error.code()
-                    if code is grpc.StatusCode.NOT_FOUND:
-                        self._lost(registration)
-                        continue
-                    if code not in RETRYABLE | {grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL}:
-                        raise translate(error, "StreamAssignments") from None
-                    log.info("assignments: %s: %s", code.name, error.details())
-                finally:
-                    call.cancel()
-                delay = backoff.next_delay()
-                if delay is None:
-                    raise TaskServiceError(grpc.StatusCode.UNAVAILABLE, "gave up reconnecting")
-                await anyio.sleep(delay)
+            except grpc.aio.AioRpcError as error:
+                code = error.code()
+                if code is grpc.StatusCode.NOT_FOUND:
+                    self._lost(registration)
+                    continue
+                if code not in RETRYABLE | {grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL}:
+                    raise translate(error, "StreamAssignments") from None
+                log.info("assignments: %s: %s", code.name, error.details())
+            finally:
+                call.cancel()
+            delay = backoff.next_delay()
+            if delay is None:
+                raise TaskServiceError(grpc.StatusCode.UNAVAILABLE, "gave up reconnecting")
+            await anyio.sleep(delay)
 
     async def _accept(
         self,
@@ -542,32 +554,39 @@ class Worker:
         )
         entry.ctx = ctx
         arguments = struct_to_dict(entry.assignment.arguments)
-        outcome: tuple[Literal["returned"], Any] | tuple[Literal["raised"], Exception] | None = None
-        with anyio.CancelScope() as scope:
-            entry.scope = scope
+        outcomes: list[Outcome] = []
+
+        async def run_tool() -> None:
+            try:
+                outcomes.append(("returned", await entry.tool.function(ctx, arguments)))
+            except Exception as error:
+                outcomes.append(("raised", error))
+            finally:
+                group.cancel_scope.cancel()  # the watch is done too
+
+        # The tool runs in a task of its own: stopping it cancels this group's scope,
+        # and whatever CancelledError ends the tool (grpc.aio raises its own when a
+        # call is cancelled) ends with that task instead of escaping into this one.
+        async with anyio.create_task_group() as group:
+            entry.scope = group.cancel_scope
             if entry.stop_reason is not None:
-                scope.cancel()
-            async with anyio.create_task_group() as watch:
-                watch.start_soon(self._watch, client, ctx, entry)
-                try:
-                    outcome = ("returned", await entry.tool.function(ctx, arguments))
-                except Exception as error:
-                    outcome = ("raised", error)
-                watch.cancel_scope.cancel()
+                group.cancel_scope.cancel()
+            group.start_soon(self._watch, client, ctx, entry)
+            group.start_soon(run_tool)
         entry.scope = None
         if entry.stop_reason == "handed_back" and not is_terminal(ctx.task.status):
             await self._release(client, worker_id, entry.task_id, entry.lease_id, _SHUTTING_DOWN)
             return
-        if outcome is None or ctx.is_cancelled or entry.stop_reason is not None:
+        if not outcomes or ctx.is_cancelled or entry.stop_reason is not None:
             log.info("task %s stopped (%s)", entry.task_id, entry.stop_reason or "cancelled")
             return
-        await self._finish(ctx, entry, outcome)
+        await self._finish(ctx, entry, outcomes[0])
 
     async def _finish(
         self,
         ctx: RemoteTaskContext,
         entry: _Running,
-        outcome: tuple[Literal["returned"], Any] | tuple[Literal["raised"], Exception],
+        outcome: Outcome,
     ) -> None:
         if is_terminal(ctx.task.status):
             return  # the tool completed or failed the task itself
@@ -593,11 +612,12 @@ class Worker:
         while True:
             call = client.stream(client.tasks.WatchTask, pb.WatchTaskRequest(task_id=ctx.task_id))
             try:
-                async for response in call:
-                    backoff.reset()
-                    task = ctx._observe(response.task)
-                    if is_terminal(task.status):
-                        return
+                async with cancellable():
+                    async for response in call:
+                        backoff.reset()
+                        task = ctx._observe(response.task)
+                        if is_terminal(task.status):
+                            return
             except grpc.aio.AioRpcError as error:
                 if error.code() is grpc.StatusCode.NOT_FOUND:
                     entry.stop("lost")  # expired or deleted: nobody waits for the result
