@@ -1,0 +1,484 @@
+"""RemoteTaskContext against a real service: every method, answered the way a bridge answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from mcp import types
+from mcp.shared.exceptions import McpError
+from taskservice_client import RemoteTaskContext
+from taskservice_client._convert import dict_to_struct, struct_to_dict
+from taskservice_client._proto.mcptasks.v1 import task_pb2
+
+from taskservice.testing import RunningService
+
+from .conftest import ELICIT_SCHEMA, WAIT, Bridge, make_worker, running
+
+RELATED_TASK = "io.modelcontextprotocol/related-task"
+
+
+def text_of(result: dict[str, Any] | None) -> str:
+    assert result is not None
+    text: str = result["content"][0]["text"]
+    return text
+
+
+async def test_update_status_and_complete(service: RunningService, bridge: Bridge) -> None:
+    worker = make_worker(service.target)
+    seen: dict[str, Any] = {}
+    returned = anyio.Event()
+
+    @worker.tool()
+    async def work(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> types.CallToolResult:
+        seen["task_id"] = ctx.task_id
+        seen["initial"] = ctx.task.status
+        await ctx.update_status("halfway")
+        seen["message"] = ctx.task.statusMessage
+        await ctx.update_status("quietly", notify=False)
+        await ctx.complete(
+            types.CallToolResult(content=[types.TextContent(type="text", text=f"x={arguments['x']}")])
+        )
+        seen["final"] = ctx.task.status
+        returned.set()
+        return types.CallToolResult(content=[types.TextContent(type="text", text="ignored")])
+
+    async with running(worker):
+        task_id = await bridge.create("work", {"x": 7})
+        task, result = await bridge.outcome(task_id)
+        with anyio.fail_after(WAIT):
+            await returned.wait()  # the tool goes on after complete(): let it end before the worker stops
+    assert task.status == task_pb2.TASK_STATUS_COMPLETED
+    assert text_of(result) == "x=7"  # the tool completed it itself: its return value is not used
+    assert seen == {"task_id": task_id, "initial": "working", "message": "halfway", "final": "completed"}
+
+
+async def test_return_values_complete_the_task(service: RunningService, bridge: Bridge) -> None:
+    worker = make_worker(service.target)
+
+    @worker.tool(output_schema={"type": "object", "properties": {"sum": {"type": "number"}}})
+    async def add(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"sum": arguments["a"] + arguments["b"]}
+
+    @worker.tool()
+    async def greet(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        return f"hello {arguments['name']}"
+
+    async with running(worker):
+        added = await bridge.create("add", {"a": 2, "b": 3})
+        greeted = await bridge.create("greet", {"name": "Ada"})
+        (_, add_result), (_, greet_result) = await bridge.outcome(added), await bridge.outcome(greeted)
+    assert add_result is not None
+    assert add_result["structuredContent"] == {"sum": 5}
+    assert text_of(greet_result) == "hello Ada"
+
+
+async def test_fail_and_exceptions_fail_the_task(service: RunningService, bridge: Bridge) -> None:
+    worker = make_worker(service.target)
+
+    @worker.tool()
+    async def explicit(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        await ctx.fail("could not do it", notify=False)
+        return "ignored"
+
+    @worker.tool()
+    async def raising(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        raise RuntimeError(f"boom {arguments['n']}")
+
+    @worker.tool()
+    async def bad_return(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> Any:
+        return 42
+
+    async with running(worker):
+        ids = [
+            await bridge.create("explicit"),
+            await bridge.create("raising", {"n": 42}),
+            await bridge.create("bad_return"),
+        ]
+        outcomes = [await bridge.outcome(task_id) for task_id in ids]
+    assert [task.status for task, _ in outcomes] == [task_pb2.TASK_STATUS_FAILED] * 3
+    assert [task.status_message for task, _ in outcomes][:2] == ["could not do it", "boom 42"]
+    assert "must return" in outcomes[2][0].status_message
+    assert all(result is None for _, result in outcomes)
+
+
+async def test_elicit(service: RunningService, bridge: Bridge) -> None:
+    worker = make_worker(service.target)
+    seen: dict[str, Any] = {}
+
+    @worker.tool()
+    async def ask(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        answer = await ctx.elicit("Who are you?", ELICIT_SCHEMA)
+        seen["answer"] = answer
+        seen["status_after"] = ctx.task.status
+        assert answer.content is not None
+        return f"{answer.content['name']} is {answer.content['age']}"
+
+    async with running(worker):
+        task_id = await bridge.create("ask")
+        request = await bridge.next_request(task_id)
+        assert (await bridge.task(task_id)).status == task_pb2.TASK_STATUS_INPUT_REQUIRED
+        params = _params(request)
+        assert request.method == "elicitation/create"
+        assert params["message"] == "Who are you?"
+        assert params["requestedSchema"] == ELICIT_SCHEMA
+        assert params["_meta"][RELATED_TASK] == {"taskId": task_id}
+        assert "task" not in params
+        await bridge.answer(
+            task_id, request.request_id, {"action": "accept", "content": {"name": "Ada", "age": 36}}
+        )
+        _, result = await bridge.outcome(task_id)
+    assert text_of(result) == "Ada is 36"
+    assert seen["answer"] == types.ElicitResult(action="accept", content={"name": "Ada", "age": 36})
+    assert isinstance(seen["answer"].content["age"], int)
+    assert seen["status_after"] == "working"
+
+
+async def test_elicit_url(service: RunningService, bridge: Bridge) -> None:
+    worker = make_worker(service.target)
+
+    @worker.tool()
+    async def login(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        answer = await ctx.elicit_url("Please sign in", "https://example.test/login", "elic-1")
+        return answer.action
+
+    async with running(worker):
+        task_id = await bridge.create("login")
+        request = await bridge.next_request(task_id)
+        params = _params(request)
+        assert request.method == "elicitation/create"
+        assert params["mode"] == "url"
+        assert params["url"] == "https://example.test/login"
+        assert params["elicitationId"] == "elic-1"
+        assert params["message"] == "Please sign in"
+        await bridge.answer(task_id, request.request_id, {"action": "decline"})
+        _, result = await bridge.outcome(task_id)
+    assert text_of(result) == "decline"
+
+
+SAMPLING_TOOL = types.Tool(name="lookup", inputSchema={"type": "object"})
+
+
+async def test_create_message_with_every_parameter(service: RunningService, bridge: Bridge) -> None:
+    worker = make_worker(service.target)
+    seen: dict[str, Any] = {}
+
+    @worker.tool()
+    async def sample(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        result = await ctx.create_message(
+            [types.SamplingMessage(role="user", content=types.TextContent(type="text", text="Hi"))],
+            max_tokens=100,
+            system_prompt="Be brief.",
+            include_context="thisServer",
+            temperature=0.5,
+            stop_sequences=["STOP"],
+            metadata={"trace": "t-1"},
+            model_preferences=types.ModelPreferences(
+                hints=[types.ModelHint(name="claude")], speedPriority=0.25
+            ),
+            tools=[SAMPLING_TOOL],
+            tool_choice=types.ToolChoice(mode="auto"),
+        )
+        seen["result"] = result
+        assert isinstance(result.content, types.TextContent)
+        return result.content.text
+
+    async with running(worker):
+        task_id = await bridge.create("sample")
+        request = await bridge.next_request(task_id)
+        params = _params(request)
+        assert request.method == "sampling/createMessage"
+        assert params["messages"] == [{"role": "user", "content": {"type": "text", "text": "Hi"}}]
+        assert params["maxTokens"] == 100
+        assert params["systemPrompt"] == "Be brief."
+        assert params["includeContext"] == "thisServer"
+        assert params["temperature"] == 0.5
+        assert params["stopSequences"] == ["STOP"]
+        assert params["metadata"] == {"trace": "t-1"}
+        assert params["modelPreferences"] == {"hints": [{"name": "claude"}], "speedPriority": 0.25}
+        assert params["tools"] == [{"name": "lookup", "inputSchema": {"type": "object"}}]
+        assert params["toolChoice"] == {"mode": "auto"}
+        assert params["_meta"][RELATED_TASK] == {"taskId": task_id}
+        answer = {"role": "assistant", "content": {"type": "text", "text": "Hello"}, "model": "m-1"}
+        await bridge.answer(task_id, request.request_id, {**answer, "stopReason": "endTurn"})
+        _, result = await bridge.outcome(task_id)
+    assert text_of(result) == "Hello"
+    assert seen["result"] == types.CreateMessageResult(
+        role="assistant",
+        content=types.TextContent(type="text", text="Hello"),
+        model="m-1",
+        stopReason="endTurn",
+    )
+
+
+async def test_create_message_rejects_malformed_tool_messages(
+    service: RunningService, bridge: Bridge
+) -> None:
+    worker = make_worker(service.target)
+    errors: list[BaseException] = []
+
+    @worker.tool()
+    async def sample(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        orphan = types.SamplingMessage(
+            role="user",
+            content=types.ToolResultContent(type="tool_result", toolUseId="nope", content=[]),
+        )
+        for call in (ctx.create_message, ctx.create_message_as_task):
+            try:
+                await call([orphan], max_tokens=10)
+            except ValueError as error:
+                errors.append(error)
+        return "checked"
+
+    async with running(worker):
+        task_id = await bridge.create("sample")
+        _, result = await bridge.outcome(task_id)
+        stored = await service.manager.get_task(task_id)
+    assert text_of(result) == "checked"
+    assert [type(e) for e in errors] == [ValueError, ValueError]
+    assert "tool_result" in str(errors[0])
+    assert stored.requests == ()  # nothing was asked
+
+
+async def test_elicit_as_task(service: RunningService, bridge: Bridge) -> None:
+    worker = make_worker(service.target)
+
+    @worker.tool()
+    async def ask(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        answer = await ctx.elicit_as_task("Pick one", ELICIT_SCHEMA, ttl=1234)
+        assert answer.content is not None
+        return str(answer.content["name"])
+
+    async with running(worker):
+        task_id = await bridge.create("ask")
+        request = await bridge.next_request(task_id)
+        params = _params(request)
+        assert request.method == "elicitation/create"
+        assert params["task"] == {"ttl": 1234}
+        assert params["requestedSchema"] == ELICIT_SCHEMA
+        await bridge.answer(task_id, request.request_id, {"action": "accept", "content": {"name": "Grace"}})
+        _, result = await bridge.outcome(task_id)
+    assert text_of(result) == "Grace"
+
+
+async def test_create_message_as_task(service: RunningService, bridge: Bridge) -> None:
+    worker = make_worker(service.target)
+
+    @worker.tool()
+    async def sample(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        result = await ctx.create_message_as_task(
+            [types.SamplingMessage(role="user", content=types.TextContent(type="text", text="Hi"))],
+            max_tokens=5,
+            system_prompt="Short.",
+        )
+        assert isinstance(result.content, types.TextContent)
+        return result.content.text
+
+    async with running(worker):
+        task_id = await bridge.create("sample")
+        request = await bridge.next_request(task_id)
+        params = _params(request)
+        assert request.method == "sampling/createMessage"
+        assert params["task"] == {"ttl": 60000}
+        assert params["maxTokens"] == 5
+        assert params["systemPrompt"] == "Short."
+        answer = {"role": "assistant", "content": {"type": "text", "text": "Yo"}, "model": "m"}
+        await bridge.answer(task_id, request.request_id, answer)
+        _, result = await bridge.outcome(task_id)
+    assert text_of(result) == "Yo"
+
+
+@pytest.mark.parametrize("method", ["elicit", "create_message", "elicit_as_task", "create_message_as_task"])
+async def test_client_errors_raise_mcp_error(service: RunningService, bridge: Bridge, method: str) -> None:
+    """A client that lacks the capability answers with a JSON-RPC error: the stub raises McpError."""
+    worker = make_worker(service.target)
+    raised: list[McpError] = []
+    message = [types.SamplingMessage(role="user", content=types.TextContent(type="text", text="Hi"))]
+
+    @worker.tool()
+    async def ask(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        try:
+            if method == "elicit":
+                await ctx.elicit("?", ELICIT_SCHEMA)
+            elif method == "elicit_as_task":
+                await ctx.elicit_as_task("?", ELICIT_SCHEMA)
+            elif method == "create_message":
+                await ctx.create_message(message, max_tokens=5)
+            else:
+                await ctx.create_message_as_task(message, max_tokens=5)
+        except McpError as error:
+            raised.append(error)
+            raise
+        return "unreachable"
+
+    async with running(worker):
+        task_id = await bridge.create("ask")
+        request = await bridge.next_request(task_id)
+        await bridge.answer_error(
+            task_id, request.request_id, types.INVALID_REQUEST, "Client does not support it"
+        )
+        task, _ = await bridge.outcome(task_id)
+    assert raised[0].error.code == types.INVALID_REQUEST
+    assert raised[0].error.message == "Client does not support it"
+    assert task.status == task_pb2.TASK_STATUS_FAILED
+    assert task.status_message == "Client does not support it"
+
+
+async def test_cancellation_during_a_wait(service: RunningService, bridge: Bridge) -> None:
+    worker = make_worker(service.target)
+    seen: dict[str, Any] = {}
+    stopped = anyio.Event()
+
+    @worker.tool()
+    async def ask(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        try:
+            await ctx.elicit("Still there?", ELICIT_SCHEMA)
+        except anyio.get_cancelled_exc_class():
+            seen["is_cancelled"] = ctx.is_cancelled
+            seen["status"] = ctx.task.status
+            stopped.set()
+            raise
+        return "unreachable"
+
+    async with running(worker):
+        task_id = await bridge.create("ask")
+        await bridge.next_request(task_id)
+        await bridge.cancel(task_id)
+        with anyio.fail_after(WAIT):
+            await stopped.wait()
+        task, result = await bridge.outcome(task_id)
+    assert seen == {"is_cancelled": True, "status": "cancelled"}
+    assert task.status == task_pb2.TASK_STATUS_CANCELLED
+    assert result is None
+
+
+async def test_cancellation_stops_a_busy_tool(service: RunningService, bridge: Bridge) -> None:
+    """No call to the service is pending: the task's watch notices the cancellation."""
+    worker = make_worker(service.target)
+    started, stopped = anyio.Event(), anyio.Event()
+    flags: list[bool] = []
+
+    @worker.tool()
+    async def busy(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            flags.append(ctx.is_cancelled)
+            stopped.set()
+        return "unreachable"
+
+    async with running(worker):
+        task_id = await bridge.create("busy")
+        with anyio.fail_after(WAIT):
+            await started.wait()
+        await bridge.cancel(task_id)
+        with anyio.fail_after(WAIT):
+            await stopped.wait()
+        task, _ = await bridge.outcome(task_id)
+    assert flags == [True]
+    assert task.status == task_pb2.TASK_STATUS_CANCELLED
+
+
+async def test_concurrency_is_bounded(service: RunningService, bridge: Bridge) -> None:
+    worker = make_worker(service.target, max_concurrent_tasks=2)
+    running_now: set[str] = set()
+    peak: list[int] = []
+    release, two_running = anyio.Event(), anyio.Event()
+
+    @worker.tool()
+    async def hold(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        running_now.add(ctx.task_id)
+        peak.append(len(running_now))
+        if len(running_now) == 2:
+            two_running.set()
+        await release.wait()
+        running_now.discard(ctx.task_id)
+        return "done"
+
+    async with running(worker):
+        ids = [await bridge.create("hold") for _ in range(5)]
+        with anyio.fail_after(WAIT):
+            await two_running.wait()
+        release.set()
+        outcomes = [await bridge.outcome(task_id) for task_id in ids]
+    assert max(peak) == 2
+    assert all(task.status == task_pb2.TASK_STATUS_COMPLETED for task, _ in outcomes)
+
+
+def _params(request: task_pb2.PendingRequest) -> dict[str, Any]:
+    return struct_to_dict(request.params)
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "method", "code", "message"),
+    [
+        ({}, "elicit", types.INVALID_REQUEST, "Client does not support elicitation capability"),
+        ({}, "elicit_url", types.INVALID_REQUEST, "Client does not support elicitation capability"),
+        (
+            {"elicitation": {}},
+            "create_message",
+            types.INVALID_REQUEST,
+            "Client does not support sampling capability",
+        ),
+        (
+            {"sampling": {}},
+            "create_message_tools",
+            types.INVALID_PARAMS,
+            "Client does not support sampling tools capability",
+        ),
+        (
+            {"elicitation": {}},
+            "elicit_as_task",
+            types.INVALID_REQUEST,
+            "Client does not support task-augmented elicitation",
+        ),
+        (
+            {"sampling": {}},
+            "create_message_as_task",
+            types.INVALID_REQUEST,
+            "Client does not support task-augmented sampling",
+        ),
+    ],
+)
+async def test_missing_client_capability_raises_mcp_error_before_asking(
+    service: RunningService,
+    bridge: Bridge,
+    capabilities: dict[str, Any],
+    method: str,
+    code: int,
+    message: str,
+) -> None:
+    """The bridge passes the MCP client's capabilities: the SDK's McpError, and nothing is queued."""
+    worker = make_worker(service.target)
+    raised: list[McpError] = []
+    hi = [types.SamplingMessage(role="user", content=types.TextContent(type="text", text="Hi"))]
+
+    @worker.tool()
+    async def ask(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        try:
+            if method == "elicit":
+                await ctx.elicit("?", ELICIT_SCHEMA)
+            elif method == "elicit_url":
+                await ctx.elicit_url("?", "https://example.test", "e-1")
+            elif method == "create_message":
+                await ctx.create_message(hi, max_tokens=5)
+            elif method == "create_message_tools":
+                await ctx.create_message(hi, max_tokens=5, tools=[SAMPLING_TOOL])
+            elif method == "elicit_as_task":
+                await ctx.elicit_as_task("?", ELICIT_SCHEMA)
+            else:
+                await ctx.create_message_as_task(hi, max_tokens=5)
+        except McpError as error:
+            raised.append(error)
+            return "refused"
+        return "asked"
+
+    async with running(worker):
+        task_id = await bridge.create("ask", client_capabilities=dict_to_struct(capabilities))
+        _, result = await bridge.outcome(task_id)
+        stored = await service.manager.get_task(task_id)
+    assert text_of(result) == "refused"
+    assert (raised[0].error.code, raised[0].error.message) == (code, message)
+    assert stored.requests == ()

@@ -1,0 +1,109 @@
+"""Worker and RemoteTaskContext edge cases against a real service: lost registrations, lone contexts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+from taskservice_client import RemoteTaskContext
+from taskservice_client._client import ServiceClient
+from taskservice_client._convert import dict_to_struct, task_from_proto
+from taskservice_client._proto.mcptasks.v1 import task_pb2, task_service_pb2
+
+from taskservice.domain.service import ServiceLimits
+from taskservice.testing import RunningService, running_service
+
+from .conftest import ELICIT_SCHEMA, FAST_RETRY, WAIT, Bridge, make_worker, running
+
+pb = task_service_pb2
+
+
+async def test_worker_registers_again_when_the_service_forgot_it(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "taskservice_client")
+    async with running_service(limits=ServiceLimits(lease_ttl_ms=600, sweep_interval_ms=100)) as svc:
+        bridge = Bridge(svc.target)
+        worker = make_worker(svc.target)
+
+        @worker.tool()
+        async def echo(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+            return str(arguments["v"])
+
+        try:
+            async with running(worker):
+                _, first = await bridge.outcome(await bridge.create("echo", {"v": 1}))
+                worker_id = worker.worker_id
+                await svc.manager.unregister_worker(worker_id)  # behind the worker's back
+                # Its next heartbeat is NOT_FOUND: it registers again (same id) and serves on.
+                _, second = await bridge.outcome(await bridge.create("echo", {"v": 2}))
+        finally:
+            await bridge.close()
+    assert first is not None
+    assert second is not None
+    assert (first["content"][0]["text"], second["content"][0]["text"]) == ("1", "2")
+    assert worker.worker_id == worker_id
+    assert any("registering again" in r.getMessage() for r in caplog.records)
+
+
+@pytest.fixture
+async def lone_task(service: RunningService, bridge: Bridge) -> AsyncIterator[tuple[ServiceClient, str]]:
+    """A task of a tool whose worker never takes it, and a client to reach it without a Worker."""
+    client = ServiceClient(service.target, retry=FAST_RETRY)
+    definition = task_pb2.ToolDefinition(name="held", input_schema=dict_to_struct({"type": "object"}))
+    await client.unary(
+        client.tasks.RegisterWorker,
+        pb.RegisterWorkerRequest(tools=[definition], max_concurrent_tasks=1),
+        pb.RegisterWorkerResponse,
+    )
+    task_id = await bridge.create("held")
+    try:
+        yield client, task_id
+    finally:
+        await client.close()
+
+
+async def lone_context(client: ServiceClient, task_id: str) -> RemoteTaskContext:
+    response = await client.unary(
+        client.tasks.GetTask, pb.GetTaskRequest(task_id=task_id), pb.GetTaskResponse
+    )
+    return RemoteTaskContext(task=task_from_proto(response.task), client=client)
+
+
+async def test_a_context_without_worker_raises_the_cancellation(
+    lone_task: tuple[ServiceClient, str], bridge: Bridge
+) -> None:
+    """No Worker, no watch: the Elicit stream's CANCELLED alone tells the context."""
+    client, task_id = lone_task
+    ctx = await lone_context(client, task_id)
+    outcome: list[BaseException] = []
+
+    async def ask() -> None:
+        try:
+            await ctx.elicit("?", ELICIT_SCHEMA)
+        except anyio.get_cancelled_exc_class() as cancelled:
+            outcome.append(cancelled)
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as group:
+            group.start_soon(ask)
+            await bridge.next_request(task_id)
+            await bridge.cancel(task_id)
+    assert len(outcome) == 1
+    assert ctx.is_cancelled
+    assert ctx.task.status == "cancelled"
+
+    # Asking on a task cancelled before: the same.
+    with anyio.fail_after(WAIT), pytest.raises(anyio.get_cancelled_exc_class()):
+        await ctx.elicit("again?", ELICIT_SCHEMA)
+
+
+async def test_a_finished_task_refuses_changes(lone_task: tuple[ServiceClient, str]) -> None:
+    client, task_id = lone_task
+    ctx = await lone_context(client, task_id)
+    await ctx.fail("gave up")
+    assert (ctx.task.status, ctx.task.statusMessage) == ("failed", "gave up")
+    await ctx.fail("gave up")  # the same terminal status again: accepted, as the SDK's stores do
+    with pytest.raises(ValueError, match="failed"):
+        await ctx.update_status("too late")
