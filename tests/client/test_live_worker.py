@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -107,3 +108,45 @@ async def test_a_finished_task_refuses_changes(lone_task: tuple[ServiceClient, s
     await ctx.fail("gave up")  # the same terminal status again: accepted, as the SDK's stores do
     with pytest.raises(ValueError, match="failed"):
         await ctx.update_status("too late")
+
+
+async def test_ctx_task_follows_changes_made_elsewhere(service: RunningService, bridge: Bridge) -> None:
+    worker = make_worker(service.target)
+    started = anyio.Event()
+    seen: list[str | None] = []
+
+    @worker.tool()
+    async def follow(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        started.set()
+        for _ in range(int(WAIT / 0.01)):  # bounded: the watch brings the change in moments
+            if ctx.task.statusMessage == "set from elsewhere":
+                break
+            await anyio.sleep(0.01)
+        seen.append(ctx.task.statusMessage)
+        return "ok"
+
+    async with running(worker):
+        task_id = await bridge.create("follow")
+        with anyio.fail_after(WAIT):
+            await started.wait()
+        await service.manager.update_status(task_id, "set from elsewhere")
+        await bridge.outcome(task_id)
+    assert seen == ["set from elsewhere"]
+
+
+async def test_a_target_list_reaches_the_service(service: RunningService, bridge: Bridge) -> None:
+    """`ipv4:HOST:PORT,HOST:PORT`: the first address is dead, the second is the service."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    worker = make_worker(f"ipv4:127.0.0.1:{dead},127.0.0.1:{service.port}")
+
+    @worker.tool()
+    async def echo(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        await ctx.update_status("reached")
+        return "ok"
+
+    async with running(worker):
+        task, _ = await bridge.outcome(await bridge.create("echo"))
+    assert task.status == task_pb2.TASK_STATUS_COMPLETED
+    assert task.status_message == "reached"
