@@ -101,7 +101,16 @@ breaking() {
       base=$(git rev-parse -q --verify "$ref^{commit}" || true)
       [ -n "$base" ] || continue
       if [ "$base" = "$head" ]; then
-        echo "note: ${ref#refs/*/} is HEAD; nothing to compare against, buf breaking skipped"
+        # On main itself (as in CI): check the newest change to proto/ against the
+        # contract just before it.
+        local last
+        last=$(git log -1 --format=%H -- proto || true)
+        if [ -n "$last" ] && git rev-parse -q --verify "$last^" >/dev/null; then
+          against=".git#ref=$last^"
+          echo "note: ${ref#refs/*/} is HEAD; comparing the last change to proto/ (${last:0:12}) with its parent"
+          break
+        fi
+        echo "note: ${ref#refs/*/} is HEAD and proto/ has no earlier version; buf breaking skipped"
         return 0
       fi
       against=".git#ref=$ref"
