@@ -501,17 +501,25 @@ async def http_client(
     """A client over streamable HTTP. With `session_id`: a new connection to that existing MCP session
     (no initialize). With `terminate=False`: leaving does not end the MCP session."""
     headers = {"mcp-session-id": session_id} if session_id else None
-    async with (
-        httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(WAIT, read=300)) as http,
-        streamable_http_client(stack.mcp_url, http_client=http, terminate_on_close=terminate) as (
-            read,
-            write,
-            get_session_id,
-        ),
-        open_client(read, write, "http", capabilities, initialize=session_id is None) as client,
-    ):
-        client.session_id = session_id or get_session_id()
-        yield client
+    finished = False
+    try:
+        async with (
+            httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(WAIT, read=300)) as http,
+            streamable_http_client(stack.mcp_url, http_client=http, terminate_on_close=terminate) as (
+                read,
+                write,
+                get_session_id,
+            ),
+            open_client(read, write, "http", capabilities, initialize=session_id is None) as client,
+        ):
+            client.session_id = session_id or get_session_id()
+            yield client
+            finished = True
+    except* anyio.BrokenResourceError:
+        # The same closing race as over stdio (see stdio_bridge_client), in the SDK's
+        # streamable HTTP reader.
+        if not finished:
+            raise
 
 
 @contextlib.asynccontextmanager
@@ -524,11 +532,21 @@ async def stdio_bridge_client(stack: Stack, capabilities: Capabilities) -> Async
         env=clean_env(),
     )
     with (stack.logs / "stdio-bridges.log").open("a") as errlog:
-        async with (
-            stdio_client(server, errlog=errlog) as (read, write),
-            open_client(read, write, "stdio", capabilities) as client,
-        ):
-            yield client
+        finished = False
+        try:
+            async with (
+                stdio_client(server, errlog=errlog) as (read, write),
+                open_client(read, write, "stdio", capabilities) as client,
+            ):
+                yield client
+                finished = True
+        except* anyio.BrokenResourceError:
+            # Once the session has closed its end, mcp 1.30's stdio_client raises from
+            # its reader when one more message (a late status notification) arrives
+            # before the bridge process is gone. Only that closing race is forgiven:
+            # a test body that raised is reported as it is.
+            if not finished:
+                raise
 
 
 class Connector:
