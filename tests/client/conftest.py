@@ -19,6 +19,7 @@ from taskservice_client._proto.mcptasks.v1 import (
     bridge_service_pb2_grpc,
     task_pb2,
 )
+from taskservice_client.testing import running_worker
 
 from taskservice.testing import RunningService, running_service
 
@@ -146,26 +147,9 @@ async def bridge(service: RunningService) -> AsyncIterator[Bridge]:
         await client.close()
 
 
-@contextlib.asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[Worker]:
-    """Run a worker for the body of the block; then shut it down and wait (bounded) until it stopped."""
-    stopped = anyio.Event()
-
-    async def run() -> None:
-        try:
-            await worker.run(handle_signals=False)
-        finally:
-            stopped.set()
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(run)
-        try:
-            yield worker
-        finally:
-            worker.shutdown()
-            worker.shutdown()  # the second call hands running tasks back at once
-            with anyio.fail_after(WAIT):
-                await stopped.wait()
+def running(worker: Worker) -> contextlib.AbstractAsyncContextManager[Worker]:
+    """Run a worker for the body of the block; then shut it down (bounded)."""
+    return running_worker(worker, stop_timeout=WAIT)
 
 
 def make_worker(target: str, **options: Any) -> Worker:

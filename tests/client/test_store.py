@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import anyio
-import grpc
 import pytest
 from mcp.shared.experimental.tasks.context import TaskContext
 from mcp.shared.experimental.tasks.helpers import task_execution
 from mcp.shared.experimental.tasks.store import TaskStore
 from mcp.types import CallToolResult, TaskMetadata, TextContent
-from taskservice_client import GrpcTaskStore, TaskServiceError
+from taskservice_client import GrpcTaskStore
 
 from taskservice.domain.service import ServiceLimits
 from taskservice.testing import RunningService, running_service
@@ -22,13 +21,7 @@ from .conftest import WAIT
 @pytest.fixture
 async def store(service: RunningService) -> AsyncIterator[GrpcTaskStore]:
     grpc_store = GrpcTaskStore(service.target, owner="store-owner")
-    try:
-        await grpc_store.create_task(TaskMetadata(ttl=60_000))
-    except TaskServiceError as error:
-        if error.code is grpc.StatusCode.UNIMPLEMENTED:
-            await grpc_store.close()
-            pytest.skip("the service does not implement the GrpcTaskStore RPCs (CreateStoredTask) yet")
-        raise
+    await grpc_store.create_task(TaskMetadata(ttl=60_000))
     try:
         yield grpc_store
     finally:
@@ -124,12 +117,7 @@ async def test_list_tasks_pages_with_a_cursor() -> None:
     async with running_service(limits=ServiceLimits(default_page_size=2)) as svc:
         store = GrpcTaskStore(svc.target, owner="lister")
         try:
-            try:
-                created = [(await store.create_task(TaskMetadata(ttl=60_000))).taskId for _ in range(5)]
-            except TaskServiceError as error:
-                if error.code is grpc.StatusCode.UNIMPLEMENTED:
-                    pytest.skip("the service does not implement CreateStoredTask yet")
-                raise
+            created = [(await store.create_task(TaskMetadata(ttl=60_000))).taskId for _ in range(5)]
             listed: list[str] = []
             cursor: str | None = None
             pages = 0

@@ -18,6 +18,7 @@ from mcp import types
 from taskservice_client import RemoteTaskContext, RetryPolicy, Worker
 from taskservice_client._convert import dict_to_struct, struct_to_dict
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
+from taskservice_client.testing import running_worker
 
 from taskservice.domain.model import RequestState, TaskRecord
 from taskservice.store.redis import RedisTaskStore
@@ -124,26 +125,9 @@ def add_asking_tool(worker: Worker, runs: list[str]) -> None:
         return types.CallToolResult(content=[types.TextContent(type="text", text=f"hello {name}")])
 
 
-@contextlib.asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[Worker]:
-    """Run a worker for the body of the block, then shut it down (bounded)."""
-    stopped = anyio.Event()
-
-    async def run() -> None:
-        try:
-            await worker.run(handle_signals=False)
-        finally:
-            stopped.set()
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(run)
-        try:
-            yield worker
-        finally:
-            worker.shutdown()
-            worker.shutdown()  # the second call hands running tasks back at once
-            with anyio.fail_after(WAIT):
-                await stopped.wait()
+def running(worker: Worker) -> contextlib.AbstractAsyncContextManager[Worker]:
+    """Run a worker for the body of the block; then shut it down (bounded)."""
+    return running_worker(worker, stop_timeout=WAIT)
 
 
 def text_of(result: dict[str, Any] | None) -> str:
