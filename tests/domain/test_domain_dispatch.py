@@ -419,7 +419,9 @@ async def test_unregister_worker_hands_back_its_tasks(manager: TaskManager, stor
 
 async def test_the_assignment_stream_of_a_worker_that_withdrew_ends(manager: TaskManager) -> None:
     worker = await manager.register_worker([WORK])
+    await manager.create_task(OWNER, "work")
     async with closing(manager.assignments(worker.worker_id)) as stream:
+        await next_of(stream)  # the stream is past its start: now it waits for room
         pending = await stays_quiet(stream)
         await manager.unregister_worker(worker.worker_id)
         # The stream ends cleanly; a reconnect would be told NOT_FOUND.
@@ -431,7 +433,9 @@ async def test_the_assignment_stream_of_a_lost_worker_ends(
     manager: TaskManager, clock: FakeClock, limits: ServiceLimits
 ) -> None:
     worker = await manager.register_worker([WORK])
+    await manager.create_task(OWNER, "work", ttl_ms=limits.max_ttl_ms)
     async with closing(manager.assignments(worker.worker_id)) as stream:
+        await next_of(stream)  # the stream is past its start: now it waits for room
         pending = await stays_quiet(stream)
         clock.advance(limits.lease_ttl_ms)
         await manager.sweep()
