@@ -201,11 +201,12 @@ async def serve(args: argparse.Namespace) -> None:
         await run_until_signal(http)
     finally:
         log.info("shutting down")
-        # Streams of the service end first (workers and bridges re-attach elsewhere),
-        # then the HTTP side, then the service.
-        await server.stop(args.shutdown_grace_ms / 1000)
+        # The HTTP side has stopped taking requests; the bridge in this process lets go
+        # of the service next, then the service ends its streams (other workers and
+        # bridges re-attach, here after a restart or to another replica) and stops.
         if bridge is not None:
             await bridge.close()
+        await server.stop(args.shutdown_grace_ms / 1000)
         await store.close()
 
 
