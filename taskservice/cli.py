@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -77,10 +77,27 @@ def _env_int(name: str, default: int) -> int:
         raise UsageError(f"{name}={raw!r} is not an integer") from None
 
 
-def _add(parser: argparse.ArgumentParser, flag: str, help_text: str, default: str) -> None:
+def listen_address(value: str) -> str:
+    """HOST:PORT with a port gRPC and uvicorn both take as it is (gRPC would wrap 99999 to 34463)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a HOST:PORT address with a port from 0 to 65535")
+    return value
+
+
+def _add(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    help_text: str,
+    default: str,
+    kind: Callable[[str], str] = str,
+) -> None:
     name = env_name(flag)
     parser.add_argument(
-        flag, default=os.environ.get(name, default), help=f"{help_text} (env {name}; default %(default)s)"
+        flag,
+        type=kind,
+        default=os.environ.get(name, default),
+        help=f"{help_text} (env {name}; default %(default)s)",
     )
 
 
@@ -100,8 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"taskservice {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     serve = commands.add_parser("serve", help="run the gRPC service (and the MCP bridge)")
-    _add(serve, "--grpc-listen", "address of the gRPC service", "127.0.0.1:50051")
-    _add(serve, "--mcp-listen", "address of the MCP bridge (streamable HTTP at /mcp)", "127.0.0.1:8000")
+    _add(serve, "--grpc-listen", "address of the gRPC service", "127.0.0.1:50051", listen_address)
+    _add(
+        serve,
+        "--mcp-listen",
+        "address of the MCP bridge (streamable HTTP at /mcp)",
+        "127.0.0.1:8000",
+        listen_address,
+    )
     serve.add_argument(
         "--no-mcp",
         action="store_true",
@@ -129,7 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--log-level", choices=LOG_LEVELS, default="warning", help=argparse.SUPPRESS)
     bridge = commands.add_parser("bridge", help="run an MCP bridge alone, in front of a running service")
     _add(bridge, "--service", "address of the task service (any gRPC target)", "127.0.0.1:50051")
-    _add(bridge, "--mcp-listen", "address of the bridge (streamable HTTP at /mcp)", "127.0.0.1:8000")
+    _add(
+        bridge,
+        "--mcp-listen",
+        "address of the bridge (streamable HTTP at /mcp)",
+        "127.0.0.1:8000",
+        listen_address,
+    )
     bridge.add_argument(
         "--stdio",
         action="store_true",
