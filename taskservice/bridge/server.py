@@ -35,10 +35,10 @@ from mcp.server.session import ServerSession
 from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
 from mcp.shared.message import ServerMessageMetadata
+from taskservice_client._convert import struct_to_dict
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
 from taskservice import __version__
-from taskservice.grpc_api.convert import plain_json
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,8 @@ def validate_arguments(arguments: dict[str, Any], schema: dict[str, Any]) -> Non
         raise error
 
 
-def _plain(message: Any) -> Any:
-    return plain_json(json_format.MessageToDict(message))
+def _plain(message: struct_pb2.Struct) -> dict[str, Any]:
+    return struct_to_dict(message)
 
 
 def _struct(data: dict[str, Any]) -> struct_pb2.Struct:

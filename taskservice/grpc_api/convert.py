@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from taskservice_client._convert import struct_to_dict, value_to_python
 from taskservice_client._proto.mcptasks.v1 import task_pb2
 
 from taskservice.domain.errors import InvalidArgument, PayloadTooLarge
@@ -61,17 +62,6 @@ def value(data: Any) -> struct_pb2.Value:
     return message
 
 
-def plain_json(data: Any) -> Any:
-    """Struct numbers are doubles; give integral ones back as ints, as JSON readers expect."""
-    if isinstance(data, float) and data.is_integer() and abs(data) < 2**53:
-        return int(data)
-    if isinstance(data, dict):
-        return {k: plain_json(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [plain_json(v) for v in data]
-    return data
-
-
 class PayloadReader:
     """Reads JSON payloads out of a request, enforcing the per-payload size limit."""
 
@@ -91,18 +81,17 @@ class PayloadReader:
             return None
         message = getattr(request, field)
         self._check_size(message, field)
-        result: JsonObject = plain_json(json_format.MessageToDict(message))
-        return result
+        return struct_to_dict(message)
 
     def objects(self, request: Any, field: str) -> list[JsonObject]:
         items = getattr(request, field)
         for index, item in enumerate(items):
             self._check_size(item, f"{field}[{index}]")
-        return [plain_json(json_format.MessageToDict(item)) for item in items]
+        return [struct_to_dict(item) for item in items]
 
     def value(self, message: struct_pb2.Value, field: str) -> Any:
         self._check_size(message, field)
-        return plain_json(json_format.MessageToDict(message))
+        return value_to_python(message)
 
 
 def request_message(task_id: str, request: ClientRequest) -> task_pb2.PendingRequest:

@@ -23,6 +23,7 @@ from google.protobuf import json_format, struct_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from taskservice_client._convert import struct_to_dict
 from taskservice_client._proto.mcptasks.v1 import (
     bridge_service_pb2,
     bridge_service_pb2_grpc,
@@ -77,18 +78,7 @@ def to_struct(data: dict[str, Any]) -> struct_pb2.Struct:
 
 def to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
     """A Struct as plain JSON, integral numbers as ints (Struct numbers are doubles)."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        return value
-
-    result: dict[str, Any] = plain(json_format.MessageToDict(message))
-    return result
+    return struct_to_dict(message)
 
 
 def tool(name: str = TOOL, *, retry_safe: bool = False, **fields: Any) -> task_pb2.ToolDefinition:
