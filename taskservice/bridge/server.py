@@ -20,7 +20,6 @@ import secrets
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import anyio
@@ -35,7 +34,7 @@ from mcp.server.session import ServerSession
 from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
 from mcp.shared.message import ServerMessageMetadata
-from taskservice_client._convert import struct_to_dict
+from taskservice_client._convert import struct_to_dict, task_from_proto
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
 from taskservice import __version__
@@ -44,13 +43,6 @@ log = logging.getLogger(__name__)
 
 pb = bridge_service_pb2
 
-STATUS_NAMES: dict[int, types.TaskStatus] = {
-    task_pb2.TASK_STATUS_WORKING: "working",
-    task_pb2.TASK_STATUS_INPUT_REQUIRED: "input_required",
-    task_pb2.TASK_STATUS_COMPLETED: "completed",
-    task_pb2.TASK_STATUS_FAILED: "failed",
-    task_pb2.TASK_STATUS_CANCELLED: "cancelled",
-}
 SUPPORT_NAMES: dict[int, types.TaskExecutionMode] = {
     task_pb2.TASK_SUPPORT_UNSPECIFIED: "optional",
     task_pb2.TASK_SUPPORT_OPTIONAL: "optional",
@@ -99,20 +91,8 @@ def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
     return message
 
 
-def _time(ts: Any) -> datetime:
-    return cast("datetime", ts.ToDatetime(tzinfo=UTC))
-
-
-def mcp_task(task: task_pb2.Task) -> types.Task:
-    return types.Task(
-        taskId=task.task_id,
-        status=STATUS_NAMES[task.status],
-        statusMessage=task.status_message or None,
-        createdAt=_time(task.created_at),
-        lastUpdatedAt=_time(task.last_updated_at),
-        ttl=task.ttl_ms,
-        pollInterval=task.poll_interval_ms,
-    )
+# The wire Task as mcp.types.Task: the same conversion the worker stub uses.
+mcp_task = task_from_proto
 
 
 def related_task_meta(task_id: str) -> dict[str, Any]:
