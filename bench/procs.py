@@ -60,13 +60,21 @@ def cpu_seconds(pid: int) -> float:
 class Process:
     """A long-running subprocess whose output goes to a log file, read back for readiness lines."""
 
-    def __init__(self, name: str, command: Sequence[str], logs: Path, *, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        logs: Path,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+    ):
         self.name = name
         self.log = logs / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}.log"
         self._log_file = self.log.open("wb")
         self.popen = subprocess.Popen(
             list(command),
-            cwd=ROOT,
+            cwd=cwd,
             env=env or clean_env(),
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
@@ -125,10 +133,30 @@ def spawn_service(logs: Path, store: str, *, mcp: bool = False, name: str = "") 
     ]
     command += ["--mcp-listen=127.0.0.1:0"] if mcp else ["--no-mcp"]
     env = None
+    cwd = ROOT
     if SERVICE_ROOT is not None:
+        # `python -m` puts the working directory first on sys.path: run from the other checkout.
         env = clean_env()
         env["PYTHONPATH"] = os.pathsep.join((str(SERVICE_ROOT), env["PYTHONPATH"]))
-    return Process(name or f"serve-{store.split(':')[0]}", command, logs, env=env)
+        cwd = SERVICE_ROOT
+        check_service_root(env)
+    return Process(name or f"serve-{store.split(':')[0]}", command, logs, env=env, cwd=cwd)
+
+
+def check_service_root(env: dict[str, str]) -> None:
+    """Fail unless a service process started as spawn_service starts it imports SERVICE_ROOT's code."""
+    assert SERVICE_ROOT is not None
+    found = subprocess.run(
+        [sys.executable, "-c", "import taskservice; print(taskservice.__file__)"],
+        cwd=SERVICE_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    if not Path(found).resolve().is_relative_to(SERVICE_ROOT):
+        raise ProcessFailed(f"--service-root {SERVICE_ROOT}: the service would import {found} instead")
 
 
 def service_address(proc: Process, *, mcp: bool = False) -> tuple[str, str]:

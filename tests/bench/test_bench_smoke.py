@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 
-from bench import report, suites
+from bench import procs, report, suites
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -92,3 +93,29 @@ def test_table_and_json(tmp_path: Path) -> None:
     assert data["machine"]["nproc"] >= 1
     assert [f["figure"] for f in data["figures"]] == ["a", "b", "c", "d"]
     assert data["figures"][0]["ratio"] == pytest.approx(0.9)
+
+
+def test_service_root_runs_the_other_checkouts_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--service-root DIR`: the service processes import DIR's `taskservice`, not this checkout's."""
+    other = tmp_path / "other"
+    shutil.copytree(procs.ROOT / "taskservice", other / "taskservice")
+    (other / "taskservice" / "__main__.py").write_text(
+        "import taskservice\nprint('listening from', taskservice.__file__, flush=True)\n"
+    )
+    monkeypatch.setattr(procs, "SERVICE_ROOT", other)
+    proc = procs.spawn_service(tmp_path, "memory://")
+    try:
+        found = proc.wait_for(r"listening from (\S+)", timeout=60).group(1)
+    finally:
+        proc.stop()
+    assert Path(found).resolve() == (other / "taskservice" / "__init__.py").resolve()
+
+
+def test_a_service_root_without_the_service_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(procs, "SERVICE_ROOT", tmp_path)
+    with pytest.raises(procs.ProcessFailed, match="would import"):
+        procs.spawn_service(tmp_path, "memory://")
