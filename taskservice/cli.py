@@ -224,7 +224,7 @@ async def serve(args: argparse.Namespace) -> None:
     bridge: McpBridge | None = None
     try:
         if not args.no_mcp:
-            bridge = McpBridge(local_target(args.grpc_listen, server.port))
+            bridge = McpBridge(server.local_bridge())
             http = open_http(bridge, args.mcp_listen)
             await bridge.start()
         await run_until_signal(http)
@@ -237,14 +237,6 @@ async def serve(args: argparse.Namespace) -> None:
             await bridge.close()
         await server.stop(args.shutdown_grace_ms / 1000)
         await store.close()
-
-
-def local_target(listen: str, port: int) -> str:
-    """How a bridge in this process reaches the service: loopback when it listens on all addresses."""
-    host = listen.rpartition(":")[0] or "127.0.0.1"
-    if host in ("0.0.0.0", "[::]", "::", ""):
-        host = "127.0.0.1"
-    return f"{host}:{port}"
 
 
 def open_http(bridge: McpBridge, address: str) -> HttpBridgeServer:

@@ -152,20 +152,26 @@ class BridgeServer(Server[Any, Any]):
 class McpBridge:
     """Speaks MCP to clients, forwards everything to a TaskService's BridgeService."""
 
-    def __init__(self, service_target: str, *, name: str = "taskservice") -> None:
-        self.service_target = service_target
-        self.channel = grpc.aio.insecure_channel(
-            service_target,
-            options=[
-                ("grpc.keepalive_time_ms", 30_000),
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.enable_retries", 1),
-            ],
-        )
-        self.service = cast(
-            "bridge_service_pb2_grpc.BridgeServiceAsyncStub",
-            bridge_service_pb2_grpc.BridgeServiceStub(self.channel),
-        )
+    def __init__(
+        self, service: str | bridge_service_pb2_grpc.BridgeServiceAsyncStub, *, name: str = "taskservice"
+    ) -> None:
+        """`service` is the service's gRPC target, or a BridgeService stub already made (the
+        in-process one of `taskservice serve`, see TaskServiceServer.local_bridge)."""
+        self.channel: grpc.aio.Channel | None = None
+        if isinstance(service, str):
+            self.channel = grpc.aio.insecure_channel(
+                service,
+                options=[
+                    ("grpc.keepalive_time_ms", 30_000),
+                    ("grpc.keepalive_permit_without_calls", 1),
+                    ("grpc.enable_retries", 1),
+                ],
+            )
+            service = cast(
+                "bridge_service_pb2_grpc.BridgeServiceAsyncStub",
+                bridge_service_pb2_grpc.BridgeServiceStub(self.channel),
+            )
+        self.service = service
         self.server: Server[Any, Any] = BridgeServer(name, version=__version__)
         self._owners: weakref.WeakKeyDictionary[ServerSession, str] = weakref.WeakKeyDictionary()
         self._background: set[asyncio.Task[None]] = set()
@@ -216,7 +222,8 @@ class McpBridge:
             task.cancel()
         if self._background:
             await asyncio.wait(tuple(self._background), timeout=2)
-        await self.channel.close(None)
+        if self.channel is not None:
+            await self.channel.close(None)
 
     # ------------------------------------------------------------------ tools
 

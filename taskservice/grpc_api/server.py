@@ -7,7 +7,7 @@ import contextlib
 import logging
 import re
 import socket
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import grpc.aio
@@ -24,6 +24,7 @@ from taskservice_client._proto.mcptasks.v1 import (
 from taskservice.domain.errors import StoreUnavailable
 from taskservice.domain.service import TaskManager
 from taskservice.grpc_api.bridge_servicer import BridgeServicer
+from taskservice.grpc_api.local import LocalStub
 from taskservice.grpc_api.streams import StreamRegistry
 from taskservice.grpc_api.task_servicer import TaskServicer
 
@@ -151,6 +152,14 @@ class TaskServiceServer:
         self._server: grpc.aio.Server | None = None
         self._background: list[asyncio.Task[None]] = []
         self.port = 0
+        self.bridge_servicer = BridgeServicer(manager, self.streams)
+
+    def local_bridge(self) -> bridge_service_pb2_grpc.BridgeServiceAsyncStub:
+        """The BridgeService for a bridge in this process: its handlers called directly, no channel."""
+        return cast(
+            "bridge_service_pb2_grpc.BridgeServiceAsyncStub",
+            LocalStub(self.bridge_servicer, bridge_service_pb2.DESCRIPTOR.services_by_name["BridgeService"]),
+        )
 
     async def start(self) -> int:
         """Bind and serve; returns the bound port. Raises OSError when the address cannot be bound."""
@@ -158,9 +167,7 @@ class TaskServiceServer:
         task_service_pb2_grpc.add_TaskServiceServicer_to_server(
             TaskServicer(self.manager, self.streams), server
         )
-        bridge_service_pb2_grpc.add_BridgeServiceServicer_to_server(
-            BridgeServicer(self.manager, self.streams), server
-        )
+        bridge_service_pb2_grpc.add_BridgeServiceServicer_to_server(self.bridge_servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(SERVICE_NAMES, server)
         probe_bind(self.listen)
