@@ -605,7 +605,8 @@ class TaskManager:
                 # first read may still be waiting, and no publish would wake us for them.
                 tried: set[str] = set()
                 while len(fresh) < room:
-                    candidates = await self.store.queued_tasks(current.tool_names, room - len(fresh))
+                    wanted = room - len(fresh)
+                    candidates = await self.store.queued_tasks(current.tool_names, wanted)
                     if tried.issuperset(t.task_id for t in candidates):
                         break
                     for candidate in candidates:
@@ -613,6 +614,8 @@ class TaskManager:
                         claimed = await self._offer(candidate.task_id, current)
                         if claimed is not None:
                             fresh.append(claimed)
+                    if len(candidates) < wanted:
+                        break  # that was the whole queue
                 return (again + fresh) or None
 
             try:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from taskservice.domain.errors import StoreUnavailable, TaskNotFound
 from taskservice.domain.model import Dispatch, TaskRecord, WorkerRecord
@@ -85,15 +86,55 @@ def _update(
 DECODED_TASKS = 1024
 DECODED_BODY_MAX = 32_768
 
+R = TypeVar("R")
+
+
+class _Decoded(Generic[R]):
+    """Records by id with the stored body each came from, the most recently stored last.
+
+    Every change is read back by each of its waiters (a task's: a worker's Elicit, the
+    bridge's event and status streams; a worker's: its assignment stream, each Ack):
+    records are immutable, so an unchanged body needs no second decoding.
+    """
+
+    def __init__(self, from_json: Callable[[Any], R], limit: int) -> None:
+        self._from_json = from_json
+        self._limit = limit
+        self._kept: dict[str, tuple[str, R]] = {}
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def seen(self, key: str) -> tuple[str, R] | None:
+        return self._kept.get(key)
+
+    def decode(self, key: str, body: str) -> R:
+        """The record `body` holds, decoded once per body."""
+        seen = self._kept.get(key)
+        if seen is not None and seen[0] == body:
+            return seen[1]
+        record = self._from_json(json.loads(body))
+        self.remember(key, body, record)
+        return record
+
+    def remember(self, key: str, body: str, record: R) -> None:
+        kept = self._kept
+        kept.pop(key, None)
+        if len(body) <= DECODED_BODY_MAX:
+            kept[key] = (body, record)
+            if len(kept) > self._limit:
+                del kept[next(iter(kept))]  # the least recently stored
+
+    def forget(self, key: str) -> None:
+        self._kept.pop(key, None)
+
 
 class SqliteTaskStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.changes = LocalChangeFeed()
-        # task id -> (the body last read or written, its record). Every change is read back by
-        # each of the task's waiters (a worker's Elicit, the bridge's event and status streams):
-        # records are immutable, so an unchanged body needs no second decoding.
-        self._decoded: dict[str, tuple[str, TaskRecord]] = {}
+        self._decoded = _Decoded(TaskRecord.from_json, DECODED_TASKS)
+        self._workers = _Decoded(WorkerRecord.from_json, DECODED_TASKS)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -122,29 +163,13 @@ class SqliteTaskStore:
     def _row(self, task: TaskRecord) -> tuple[object, ...]:
         return (*_indexed(task), _dumps(task.to_json()), task.task_id)
 
-    def _decode(self, task_id: str, body: str) -> TaskRecord:
-        """The record a task's stored body holds, decoded once per body."""
-        seen = self._decoded.get(task_id)
-        if seen is not None and seen[0] == body:
-            return seen[1]
-        record = TaskRecord.from_json(json.loads(body))
-        self._remember(task_id, body, record)
-        return record
-
-    def _remember(self, task_id: str, body: str, record: TaskRecord) -> None:
-        decoded = self._decoded
-        decoded.pop(task_id, None)
-        if len(body) <= DECODED_BODY_MAX:
-            decoded[task_id] = (body, record)
-            if len(decoded) > DECODED_TASKS:
-                del decoded[next(iter(decoded))]  # the least recently stored
-
     def _tasks(self, sql: str, params: Iterable[object] = ()) -> list[TaskRecord]:
+        """The tasks a query of `task_id, body` finds."""
         try:
             rows = self._db.execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
-        return [TaskRecord.from_json(json.loads(row[0])) for row in rows]
+        return [self._decoded.decode(task_id, body) for task_id, body in rows]
 
     async def insert_task(self, task: TaskRecord) -> None:
         row = self._row(task)
@@ -158,7 +183,7 @@ class SqliteTaskStore:
             raise ValueError(f"task {task.task_id!r} exists") from exc
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
-        self._remember(task.task_id, str(row[-2]), task)
+        self._decoded.remember(task.task_id, str(row[-2]), task)
         self.changes.publish_now((task_key(task.task_id),))
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
@@ -166,10 +191,10 @@ class SqliteTaskStore:
             row = self._db.execute("SELECT body FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
-        return None if row is None else self._decode(task_id, row[0])
+        return None if row is None else self._decoded.decode(task_id, row[0])
 
     async def update_task(self, task_id: str, change: TaskChange) -> TaskRecord:
-        seen = self._decoded.get(task_id)
+        seen = self._decoded.seen(task_id)
         if seen is not None:
             done = self._update_seen(task_id, change, *seen)
             if done is not None:
@@ -183,7 +208,7 @@ class SqliteTaskStore:
             row = db.execute("SELECT body FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
             if row is None:
                 raise TaskNotFound(task_id)
-            current = self._decode(task_id, row[0])
+            current = self._decoded.decode(task_id, row[0])
             updated = change(current)
             body = None
             if updated is not current:
@@ -196,7 +221,7 @@ class SqliteTaskStore:
                 raise StoreUnavailable(f"SQLite store: {exc}") from exc
             raise
         if body is not None:
-            self._remember(task_id, body, updated)
+            self._decoded.remember(task_id, body, updated)
             self.changes.publish_now((task_key(task_id),))
         return updated
 
@@ -223,18 +248,18 @@ class SqliteTaskStore:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
         if written != 1:
             return None
-        self._remember(task_id, new_body, updated)
+        self._decoded.remember(task_id, new_body, updated)
         self.changes.publish_now((task_key(task_id),))
         return updated
 
     async def list_tasks(self, owner: str, after: TaskCursor | None, limit: int) -> list[TaskRecord]:
         if after is None:
             return self._tasks(
-                "SELECT body FROM tasks WHERE owner = ? ORDER BY created_at, task_id LIMIT ?",
+                "SELECT task_id, body FROM tasks WHERE owner = ? ORDER BY created_at, task_id LIMIT ?",
                 (owner, limit),
             )
         return self._tasks(
-            "SELECT body FROM tasks WHERE owner = ? AND (created_at, task_id) > (?, ?)"
+            "SELECT task_id, body FROM tasks WHERE owner = ? AND (created_at, task_id) > (?, ?)"
             " ORDER BY created_at, task_id LIMIT ?",
             (owner, after.created_at, after.task_id, limit),
         )
@@ -244,7 +269,7 @@ class SqliteTaskStore:
             deleted = self._db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,)).rowcount
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
-        self._decoded.pop(task_id, None)
+        self._decoded.forget(task_id)
         if deleted:
             self.changes.publish_now((task_key(task_id),))
         return bool(deleted)
@@ -258,7 +283,7 @@ class SqliteTaskStore:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
         ids = [row[0] for row in rows]
         for task_id in ids:
-            self._decoded.pop(task_id, None)
+            self._decoded.forget(task_id)
         if ids:
             self.changes.publish_now(task_key(task_id) for task_id in ids)
         return ids
@@ -269,49 +294,53 @@ class SqliteTaskStore:
             return []
         marks = ", ".join("?" * len(names))
         return self._tasks(
-            f"SELECT body FROM tasks WHERE dispatch = 'queued' AND tool_name IN ({marks})"
+            f"SELECT task_id, body FROM tasks WHERE dispatch = 'queued' AND tool_name IN ({marks})"
             " ORDER BY created_at, task_id LIMIT ?",
             (*names, limit),
         )
 
     async def tasks_of_worker(self, worker_id: str) -> list[TaskRecord]:
         return self._tasks(
-            "SELECT body FROM tasks WHERE worker_id = ? AND dispatch IN (?, ?)",
+            "SELECT task_id, body FROM tasks WHERE worker_id = ? AND dispatch IN (?, ?)",
             (worker_id, Dispatch.OFFERED.value, Dispatch.RUNNING.value),
         )
 
     async def stale_offers(self, now_ms: int) -> list[TaskRecord]:
         return self._tasks(
-            "SELECT body FROM tasks WHERE worker_id != '' AND dispatch = ? AND lease_expires_at <= ?",
+            "SELECT task_id, body FROM tasks"
+            " WHERE worker_id != '' AND dispatch = ? AND lease_expires_at <= ?",
             (Dispatch.OFFERED.value, now_ms),
         )
 
     async def put_worker(self, worker: WorkerRecord) -> None:
+        body = _dumps(worker.to_json())
         try:
             self._db.execute(
                 "INSERT INTO workers (worker_id, body) VALUES (?, ?)"
                 " ON CONFLICT (worker_id) DO UPDATE SET body = excluded.body",
-                (worker.worker_id, _dumps(worker.to_json())),
+                (worker.worker_id, body),
             )
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        self._workers.remember(worker.worker_id, body, worker)
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None:
         try:
             row = self._db.execute("SELECT body FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
-        return None if row is None else WorkerRecord.from_json(json.loads(row[0]))
+        return None if row is None else self._workers.decode(worker_id, row[0])
 
     async def delete_worker(self, worker_id: str) -> None:
         try:
             self._db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        self._workers.forget(worker_id)
 
     async def list_workers(self) -> list[WorkerRecord]:
         try:
-            rows = self._db.execute("SELECT body FROM workers ORDER BY worker_id").fetchall()
+            rows = self._db.execute("SELECT worker_id, body FROM workers ORDER BY worker_id").fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
-        return [WorkerRecord.from_json(json.loads(row[0])) for row in rows]
+        return [self._workers.decode(worker_id, body) for worker_id, body in rows]
