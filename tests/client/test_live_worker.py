@@ -14,6 +14,7 @@ from taskservice_client._client import ServiceClient
 from taskservice_client._convert import dict_to_struct, task_from_proto
 from taskservice_client._proto.mcptasks.v1 import task_pb2, task_service_pb2
 
+from taskservice.domain.errors import LeaseNotHeld
 from taskservice.domain.service import ServiceLimits
 from taskservice.testing import RunningService, running_service
 
@@ -150,3 +151,71 @@ async def test_a_target_list_reaches_the_service(service: RunningService, bridge
         task, _ = await bridge.outcome(await bridge.create("echo"))
     assert task.status == task_pb2.TASK_STATUS_COMPLETED
     assert task.status_message == "reached"
+
+
+async def test_a_refused_acknowledgement_stops_the_tool(
+    service: RunningService, bridge: Bridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tool starts while its AckAssignment is on the way; when the service refuses it (the
+    task was cancelled or given to another worker meanwhile) the tool is stopped and nothing is
+    stored for it."""
+    started = anyio.Event()
+    stopped = anyio.Event()
+
+    async def refuse(worker_id: str, task_id: str, lease_id: str) -> Any:
+        await started.wait()  # the tool is running by then
+        raise LeaseNotHeld(lease_id, "the task was given to another worker or handed back")
+
+    monkeypatch.setattr(service.manager, "ack", refuse)
+    worker = make_worker(service.target)
+
+    @worker.tool()
+    async def slow(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        started.set()
+        try:
+            await anyio.sleep(WAIT)
+        finally:
+            stopped.set()
+        return "too late"
+
+    async with running(worker):
+        task_id = await bridge.create("slow")
+        with anyio.fail_after(WAIT):
+            await stopped.wait()
+        await anyio.sleep(0.2)  # room for a Complete that must not come
+        task = await bridge.task(task_id)
+    assert task.status == task_pb2.TASK_STATUS_WORKING
+
+
+async def test_a_quick_tool_completes_before_its_acknowledgement_is_answered(
+    service: RunningService, bridge: Bridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool done before the Ack's answer comes completes the task; the Ack failing afterwards
+    (the task is terminal by then) changes nothing."""
+    acked = service.manager.ack
+    completed = anyio.Event()
+
+    async def late(worker_id: str, task_id: str, lease_id: str) -> Any:
+        await completed.wait()
+        return await acked(worker_id, task_id, lease_id)
+
+    async def complete(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await done(*args, **kwargs)
+        finally:
+            completed.set()
+
+    done = service.manager.complete
+    monkeypatch.setattr(service.manager, "ack", late)
+    monkeypatch.setattr(service.manager, "complete", complete)
+    worker = make_worker(service.target)
+
+    @worker.tool()
+    async def quick(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        return "done"
+
+    async with running(worker):
+        task, result = await bridge.outcome(await bridge.create("quick"))
+    assert task.status == task_pb2.TASK_STATUS_COMPLETED
+    assert result is not None
+    assert result["content"][0]["text"] == "done"

@@ -539,18 +539,10 @@ class Worker:
         if entry.stop_reason is not None:
             await self._release(client, worker_id, entry.task_id, entry.lease_id, _SHUTTING_DOWN)
             return
-        try:
-            ack = await client.unary(
-                client.tasks.AckAssignment,
-                pb.AckAssignmentRequest(worker_id=worker_id, task_id=entry.task_id, lease_id=entry.lease_id),
-                pb.AckAssignmentResponse,
-            )
-        except TaskServiceError as error:
-            log.info("task %s: not started: %s", entry.task_id, error)
-            return
-        entry.acked = True
         ctx = RemoteTaskContext(
-            task=task_from_proto(ack.task), client=client, on_cancel=lambda: entry.stop("cancelled")
+            task=task_from_proto(entry.assignment.task),
+            client=client,
+            on_cancel=lambda: entry.stop("cancelled"),
         )
         entry.ctx = ctx
         arguments = struct_to_dict(entry.assignment.arguments)
@@ -562,16 +554,18 @@ class Worker:
             except Exception as error:
                 outcomes.append(("raised", error))
             finally:
-                group.cancel_scope.cancel()  # the watch is done too
+                group.cancel_scope.cancel()  # the acknowledgement and the watch are done too
 
-        # The tool runs in a task of its own: stopping it cancels this group's scope,
-        # and whatever CancelledError ends the tool (grpc.aio raises its own when a
-        # call is cancelled) ends with that task instead of escaping into this one.
+        # The tool starts at once, while its acknowledgement is on the way (a tool that is
+        # done before the answer comes needs neither the answer nor a watch); a refused
+        # acknowledgement stops it. The tool runs in a task of its own: stopping it cancels
+        # this group's scope, and whatever CancelledError ends the tool (grpc.aio raises its
+        # own when a call is cancelled) ends with that task instead of escaping into this one.
         async with anyio.create_task_group() as group:
             entry.scope = group.cancel_scope
             if entry.stop_reason is not None:
                 group.cancel_scope.cancel()
-            group.start_soon(self._watch, client, ctx, entry)
+            group.start_soon(self._acknowledge, client, worker_id, ctx, entry)
             group.start_soon(run_tool)
         entry.scope = None
         if entry.stop_reason == "handed_back" and not is_terminal(ctx.task.status):
@@ -581,6 +575,27 @@ class Worker:
             log.info("task %s stopped (%s)", entry.task_id, entry.stop_reason or "cancelled")
             return
         await self._finish(ctx, entry, outcomes[0])
+
+    async def _acknowledge(
+        self, client: ServiceClient, worker_id: str, ctx: RemoteTaskContext, entry: _Running
+    ) -> None:
+        """Acknowledge the assignment (the lease then lives by this worker's heartbeats), then watch
+        the task for as long as the tool runs."""
+        try:
+            ack = await client.unary(
+                client.tasks.AckAssignment,
+                pb.AckAssignmentRequest(worker_id=worker_id, task_id=entry.task_id, lease_id=entry.lease_id),
+                pb.AckAssignmentResponse,
+            )
+        except TaskServiceError as error:
+            if not ctx._finishing:
+                # Cancelled, or given to another worker meanwhile: the work is not ours to do.
+                log.info("task %s: assignment not acknowledged: %s", entry.task_id, error)
+                entry.stop("lost")
+            return
+        entry.acked = True
+        ctx._observe(ack.task)
+        await self._watch(client, ctx, entry)
 
     async def _finish(
         self,
