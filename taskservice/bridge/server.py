@@ -95,6 +95,12 @@ def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
 mcp_task = task_from_proto
 
 
+def status_params(task: task_pb2.Task) -> types.TaskStatusNotificationParams:
+    """notifications/tasks/status's params: the full task (the fields of mcp_task's Task)."""
+    fields = {name: getattr(mcp_task(task), name) for name in types.Task.model_fields}
+    return types.TaskStatusNotificationParams.model_construct(**fields)
+
+
 def related_task_meta(task_id: str) -> dict[str, Any]:
     return {RELATED_TASK_METADATA_KEY: types.RelatedTaskMetadata(taskId=task_id).model_dump(by_alias=True)}
 
@@ -174,6 +180,9 @@ class McpBridge:
         self.service = service
         self.server: Server[Any, Any] = BridgeServer(name, version=__version__)
         self._owners: weakref.WeakKeyDictionary[ServerSession, str] = weakref.WeakKeyDictionary()
+        self._session_capabilities: weakref.WeakKeyDictionary[ServerSession, struct_pb2.Struct] = (
+            weakref.WeakKeyDictionary()
+        )
         self._background: set[asyncio.Task[None]] = set()
         self._tools: dict[str, types.Tool] | None = None
         self._register_handlers()
@@ -206,6 +215,18 @@ class McpBridge:
         if owner is None:
             owner = self._owners[session] = f"session:{secrets.token_urlsafe(16)}"
         return session, owner
+
+    def _capabilities(self, session: ServerSession) -> struct_pb2.Struct | None:
+        """The capabilities the session's client declared, as sent with each task it creates
+        (converted once per session: they do not change after initialization)."""
+        if session.client_params is None:
+            return None
+        known = self._session_capabilities.get(session)
+        if known is None:
+            declared = session.client_params.capabilities
+            caps = declared.model_dump(by_alias=True, exclude_none=True, mode="json")
+            known = self._session_capabilities[session] = _struct(caps)
+        return known
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -331,11 +352,9 @@ class McpBridge:
         )
         if params.task is not None and params.task.ttl is not None:
             create.ttl_ms = params.task.ttl
-        if session.client_params is not None:
-            caps = session.client_params.capabilities.model_dump(
-                by_alias=True, exclude_none=True, mode="json"
-            )
-            create.client_capabilities.CopyFrom(_struct(caps))
+        capabilities = self._capabilities(session)
+        if capabilities is not None:
+            create.client_capabilities.CopyFrom(capabilities)
         with mcp_errors("tools/call"):
             task = (await self.service.CreateTask(create)).task
         progress_token = meta.get("progressToken")
@@ -390,14 +409,9 @@ class McpBridge:
                 if not event.notify:
                     continue
                 if notify_status:
-                    task = mcp_task(event.task)
                     await session.send_notification(
                         types.ServerNotification(
-                            types.TaskStatusNotification(
-                                params=types.TaskStatusNotificationParams.model_validate(
-                                    task.model_dump(by_alias=True, mode="json")
-                                )
-                            )
+                            types.TaskStatusNotification(params=status_params(event.task))
                         )
                     )
                 if progress_token is not None and event.task.status not in TERMINAL:
@@ -500,7 +514,11 @@ class McpBridge:
         session, owner = self._owner()
         task_id = request.params.taskId
         outcome = await self._run_to_outcome(session, owner, task_id, self.server.request_context.request_id)
-        data = tool_result(outcome).model_dump(by_alias=True, exclude_none=True, mode="json")
+        if outcome.task.status == task_pb2.TASK_STATUS_COMPLETED and outcome.HasField("result"):
+            # Stored by Complete, which checked it is a CallToolResult: no second round of validation.
+            data = _plain(outcome.result)
+        else:
+            data = tool_result(outcome).model_dump(by_alias=True, exclude_none=True, mode="json")
         data["_meta"] = {**(data.get("_meta") or {}), **related_task_meta(task_id)}
         return types.ServerResult(types.GetTaskPayloadResult.model_validate(data))
 
