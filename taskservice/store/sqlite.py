@@ -163,12 +163,15 @@ class SqliteTaskStore:
     def _row(self, task: TaskRecord) -> tuple[object, ...]:
         return (*_indexed(task), _dumps(task.to_json()), task.task_id)
 
-    def _tasks(self, sql: str, params: Iterable[object] = ()) -> list[TaskRecord]:
-        """The tasks a query of `task_id, body` finds."""
+    def _tasks(self, sql: str, params: Iterable[object] = (), *, keep: bool = True) -> list[TaskRecord]:
+        """The tasks a query of `task_id, body` finds. `keep=False` for tasks read once (a list
+        page): decoded without the cache, so that they do not push the busy tasks out of it."""
         try:
             rows = self._db.execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        if not keep:
+            return [TaskRecord.from_json(json.loads(body)) for _, body in rows]
         return [self._decoded.decode(task_id, body) for task_id, body in rows]
 
     async def insert_task(self, task: TaskRecord) -> None:
@@ -257,11 +260,13 @@ class SqliteTaskStore:
             return self._tasks(
                 "SELECT task_id, body FROM tasks WHERE owner = ? ORDER BY created_at, task_id LIMIT ?",
                 (owner, limit),
+                keep=False,
             )
         return self._tasks(
             "SELECT task_id, body FROM tasks WHERE owner = ? AND (created_at, task_id) > (?, ?)"
             " ORDER BY created_at, task_id LIMIT ?",
             (owner, after.created_at, after.task_id, limit),
+            keep=False,
         )
 
     async def delete_task(self, task_id: str) -> bool:

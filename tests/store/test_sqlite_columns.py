@@ -141,6 +141,24 @@ async def test_the_decoded_records_kept_are_bounded(tmp_path: Path, monkeypatch:
         await store.close()
 
 
+async def test_a_list_page_leaves_the_busy_tasks_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of tasks/list is read once: its records do not push the busy ones out of the cache."""
+    monkeypatch.setattr("taskservice.store.sqlite.DECODED_TASKS", 3)
+    store = SqliteTaskStore(tmp_path / "tasks.db")
+    try:
+        for index in range(10):
+            await store.insert_task(record(task_id=f"t{index}", created_at=index))
+        busy = {f"t{index}": await store.get_task(f"t{index}") for index in (7, 8, 9)}
+        listed = await store.list_tasks("alice", None, 20)
+        assert [task.task_id for task in listed] == [f"t{i}" for i in range(10)]
+        for task_id, record_read in busy.items():
+            assert await store.get_task(task_id) is record_read  # still the decoded record, not a new one
+    finally:
+        await store.close()
+
+
 async def test_a_change_of_a_body_the_store_wrote_is_one_statement(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
     store = SqliteTaskStore(path)
