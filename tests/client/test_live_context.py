@@ -353,9 +353,13 @@ async def test_cancellation_during_a_wait(service: RunningService, bridge: Bridg
     assert result is None
 
 
-async def test_cancellation_stops_a_busy_tool(service: RunningService, bridge: Bridge) -> None:
-    """No call to the service is pending: the task's watch notices the cancellation."""
-    worker = make_worker(service.target)
+@pytest.mark.parametrize("watch_after", [0.0, 0.05, 0.3])
+async def test_cancellation_stops_a_busy_tool(
+    service: RunningService, bridge: Bridge, watch_after: float
+) -> None:
+    """No call to the service is pending: the task's watch notices the cancellation, also when the
+    task was cancelled before the watch started (`watch_after`): its first message says so."""
+    worker = make_worker(service.target, watch_after=watch_after)
     started, stopped = anyio.Event(), anyio.Event()
     flags: list[bool] = []
 

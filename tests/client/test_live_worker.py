@@ -219,3 +219,8 @@ async def test_a_quick_tool_completes_before_its_acknowledgement_is_answered(
     assert task.status == task_pb2.TASK_STATUS_COMPLETED
     assert result is not None
     assert result["content"][0]["text"] == "done"
+
+
+def test_watch_after_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="watch_after must not be negative"):
+        make_worker("127.0.0.1:1", watch_after=-0.1)

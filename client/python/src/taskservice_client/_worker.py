@@ -119,7 +119,10 @@ class Worker:
     `run()` declares the tools, takes assignments (at most
     `max_concurrent_tasks` at once), keeps their leases alive, completes each
     task with its tool's return value or fails it with the exception's message,
-    and cancels a tool when its task is cancelled. When the service goes away
+    and cancels a tool when its task is cancelled (a tool still running after
+    `watch_after` seconds is watched for that; before, a cancellation ends its
+    elicitation or sampling wait at once, and is noticed at `watch_after`
+    otherwise: the many tools that finish sooner need no watch). When the service goes away
     it reconnects with backoff; its tasks keep running meanwhile. On SIGTERM or
     SIGINT (or `shutdown()`) it stops taking work, lets running tasks finish
     for up to `shutdown_timeout` seconds and hands back the rest.
@@ -136,12 +139,15 @@ class Worker:
         shutdown_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         rpc_timeout: float = 30.0,
+        watch_after: float = 0.05,
         channel_options: ChannelOptions | None = None,
     ) -> None:
         if max_concurrent_tasks < 1:
             raise ValueError("max_concurrent_tasks must be at least 1")
         if shutdown_timeout < 0:
             raise ValueError("shutdown_timeout must not be negative")
+        if watch_after < 0:
+            raise ValueError("watch_after must not be negative")
         self.target = target
         self.token = token
         self.tls = tls
@@ -150,6 +156,7 @@ class Worker:
         self.shutdown_timeout = shutdown_timeout
         self.retry = retry or RetryPolicy()
         self.rpc_timeout = rpc_timeout
+        self.watch_after = watch_after
         self.channel_options = channel_options
         self._tools: dict[str, ToolRegistration] = {}
         self._started = False
@@ -580,7 +587,8 @@ class Worker:
         self, client: ServiceClient, worker_id: str, ctx: RemoteTaskContext, entry: _Running
     ) -> None:
         """Acknowledge the assignment (the lease then lives by this worker's heartbeats), then watch
-        the task for as long as the tool runs."""
+        the task for as long as the tool runs, from `watch_after` seconds after its start."""
+        started = anyio.current_time()
         try:
             ack = await client.unary(
                 client.tasks.AckAssignment,
@@ -595,6 +603,7 @@ class Worker:
             return
         entry.acked = True
         ctx._observe(ack.task)
+        await anyio.sleep(max(0.0, self.watch_after - (anyio.current_time() - started)))
         await self._watch(client, ctx, entry)
 
     async def _finish(
