@@ -65,6 +65,12 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _check_id(field: str, value: str) -> None:
+    """A caller-chosen id (empty: the service picks one) must fit `_CLIENT_ID`."""
+    if value and not _CLIENT_ID.match(value):
+        raise InvalidArgument(field, "1 to 128 characters of A-Z a-z 0-9 . _ ~ : -")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ServiceLimits:
     """Server-side policy. Times in milliseconds."""
@@ -151,18 +157,18 @@ class TaskManager:
 
     # ----------------------------------------------------------------- reading
 
-    async def get_task(self, task_id: str) -> TaskRecord:
-        task = await self.store.get_task(task_id)
-        if task is None or task.expires_at <= self.clock():
+    def _visible(self, task_id: str, task: TaskRecord | None, owner: str | None = None) -> TaskRecord:
+        """The task unless it expired or (with `owner`) belongs to another owner: then not found."""
+        if task is None or task.expires_at <= self.clock() or (owner is not None and task.owner != owner):
             raise TaskNotFound(task_id)
         return task
 
+    async def get_task(self, task_id: str) -> TaskRecord:
+        return self._visible(task_id, await self.store.get_task(task_id))
+
     async def lookup_task(self, owner: str, task_id: str) -> TaskRecord:
         """A task as its owner sees it: another owner's task does not exist."""
-        task = await self.get_task(task_id)
-        if task.owner != owner:
-            raise TaskNotFound(task_id)
-        return task
+        return self._visible(task_id, await self.store.get_task(task_id), owner)
 
     async def list_tasks(
         self, owner: str, page_token: str = "", page_size: int = 0
@@ -212,44 +218,36 @@ class TaskManager:
 
         return await self.store.update_task(task_id, change)
 
-    async def complete(self, task_id: str, result: JsonObject, *, notify: bool = True) -> TaskRecord:
+    async def _end(
+        self, task_id: str, status: TaskStatus, wanted: str, *, owner: str | None = None, **changes: object
+    ) -> TaskRecord:
+        """Make a task terminal (as `owner` sees it, when given) and tell its worker."""
+
         def change(task: TaskRecord) -> TaskRecord:
-            self._require(task, TaskStatus.COMPLETED, "complete")
-            return self._changed(
-                task, status=TaskStatus.COMPLETED, result=result, notify=notify, dispatch=Dispatch.DONE
-            )
+            if owner is not None:
+                self._visible(task_id, task, owner)
+            self._require(task, status, wanted)
+            return self._changed(task, status=status, dispatch=Dispatch.DONE, **changes)
 
         task = await self.store.update_task(task_id, change)
         await self._finish(task)
         return task
+
+    async def complete(self, task_id: str, result: JsonObject, *, notify: bool = True) -> TaskRecord:
+        return await self._end(task_id, TaskStatus.COMPLETED, "complete", result=result, notify=notify)
 
     async def fail(self, task_id: str, error: str, *, notify: bool = True) -> TaskRecord:
-        def change(task: TaskRecord) -> TaskRecord:
-            self._require(task, TaskStatus.FAILED, "fail")
-            return self._changed(
-                task, status=TaskStatus.FAILED, status_message=error, notify=notify, dispatch=Dispatch.DONE
-            )
-
-        task = await self.store.update_task(task_id, change)
-        await self._finish(task)
-        return task
+        return await self._end(task_id, TaskStatus.FAILED, "fail", status_message=error, notify=notify)
 
     async def cancel(self, owner: str, task_id: str, reason: str = "") -> TaskRecord:
-        await self.lookup_task(owner, task_id)
-
-        def change(task: TaskRecord) -> TaskRecord:
-            self._require(task, TaskStatus.CANCELLED, "cancel")
-            return self._changed(
-                task,
-                status=TaskStatus.CANCELLED,
-                status_message=reason or "The task was cancelled by request.",
-                notify=True,
-                dispatch=Dispatch.DONE,
-            )
-
-        task = await self.store.update_task(task_id, change)
-        await self._finish(task)
-        return task
+        return await self._end(
+            task_id,
+            TaskStatus.CANCELLED,
+            "cancel",
+            owner=owner,
+            status_message=reason or "The task was cancelled by request.",
+            notify=True,
+        )
 
     async def set_status(
         self, task_id: str, status: TaskStatus | None, message: str | None, *, notify: bool = True
@@ -280,11 +278,9 @@ class TaskManager:
     async def delete_task(self, task_id: str) -> bool:
         return await self.store.delete_task(task_id)
 
-    async def follow(self, owner: str, task_id: str) -> AsyncIterator[TaskRecord]:
+    def follow(self, owner: str, task_id: str) -> AsyncIterator[TaskRecord]:
         """`watch` as the task's owner sees it."""
-        await self.lookup_task(owner, task_id)
-        async for task in self.watch(task_id):
-            yield task
+        return self._watch(task_id, owner)
 
     async def watch_tools(self) -> AsyncIterator[dict[str, ToolSpec]]:
         """The tools of live workers, then the set again after each change."""
@@ -299,14 +295,17 @@ class TaskManager:
             last = await self._wait_until((TOOLS_KEY,), changed)
             yield last
 
-    async def watch(self, task_id: str) -> AsyncIterator[TaskRecord]:
+    def watch(self, task_id: str) -> AsyncIterator[TaskRecord]:
         """The task's current state, then each change of it; ends after a terminal state."""
+        return self._watch(task_id, None)
+
+    async def _watch(self, task_id: str, owner: str | None) -> AsyncIterator[TaskRecord]:
         last: tuple[object, ...] | None = None
         while True:
             current = last
 
             async def changed() -> TaskRecord | None:
-                task = await self.get_task(task_id)
+                task = self._visible(task_id, await self.store.get_task(task_id), owner)
                 return None if _public_state(task) == current else task  # noqa: B023 (used in this pass)
 
             task = await self._wait_until((task_key(task_id),), changed)
@@ -325,8 +324,7 @@ class TaskManager:
         A worker that names a `request_id` it used before gets that request back,
         answered or not: it is never asked twice.
         """
-        if request_id and not _CLIENT_ID.match(request_id):
-            raise InvalidArgument("request_id", "1 to 128 characters of A-Z a-z 0-9 . _ ~ : -")
+        _check_id("request_id", request_id)
         rid = request_id or new_id()
 
         def change(task: TaskRecord) -> TaskRecord:
@@ -393,9 +391,9 @@ class TaskManager:
         """Store the client's answer to a pending request; the first answer wins."""
         if (result is None) == (error is None):
             raise InvalidArgument("answer", "give exactly one of result and error")
-        await self.lookup_task(owner, task_id)
 
         def change(task: TaskRecord) -> TaskRecord:
+            self._visible(task_id, task, owner)
             request = task.find_request(request_id)
             if request is None:
                 raise RequestNotFound(task_id, request_id)
@@ -423,7 +421,6 @@ class TaskManager:
         Requests still pending from an earlier view are delivered again, in order,
         so a client that dropped out of `tasks/result` loses nothing.
         """
-        await self.lookup_task(owner, task_id)
         last: tuple[object, ...] | None = None
         delivered: set[str] = set()
         while True:
@@ -479,8 +476,7 @@ class TaskManager:
         Without one, nobody is dispatched: the creator runs the work itself (the
         SDK's TaskStore usage). A caller-chosen `task_id` must be free.
         """
-        if task_id and not _CLIENT_ID.match(task_id):
-            raise InvalidArgument("task_id", "1 to 128 characters of A-Z a-z 0-9 . _ ~ : -")
+        _check_id("task_id", task_id)
         ttl = self._ttl(ttl_ms)
         spec: ToolSpec | None = None
         if tool_name:
@@ -531,8 +527,7 @@ class TaskManager:
         name: str = "",
         max_concurrent_tasks: int = 1,
     ) -> WorkerRecord:
-        if worker_id and not _CLIENT_ID.match(worker_id):
-            raise InvalidArgument("worker_id", "1 to 128 characters of A-Z a-z 0-9 . _ ~ : -")
+        _check_id("worker_id", worker_id)
         if max_concurrent_tasks < 0:
             raise InvalidArgument("max_concurrent_tasks", "must not be negative")
         names = [t.name for t in tools]

@@ -164,11 +164,28 @@ class TaskCursor:
     def after_task(cls, task: TaskRecord) -> TaskCursor:
         return cls(task.created_at, task.task_id)
 
-    def precedes(self, task: TaskRecord) -> bool:
-        return (self.created_at, self.task_id) < (task.created_at, task.task_id)
+
+class ClosingSubscription:
+    """What every Subscription shares: `with` closes it on the way out."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
-class LocalSubscription:
+class LocalSubscription(ClosingSubscription):
     """A subscription of LocalChangeFeed: one event registered under several keys."""
 
     __slots__ = ("_event", "_feed", "_keys")
@@ -199,17 +216,6 @@ class LocalSubscription:
 
     def close(self) -> None:
         self._feed._remove(self)  # pyright: ignore[reportPrivateUsage]
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class LocalChangeFeed:

@@ -31,8 +31,7 @@ import logging
 import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
@@ -45,6 +44,7 @@ from redis.exceptions import RedisError, WatchError
 from taskservice.domain.errors import StoreUnavailable, TaskNotFound
 from taskservice.domain.model import Dispatch, TaskRecord, WorkerRecord
 from taskservice.store.base import (
+    ClosingSubscription,
     LocalChangeFeed,
     LocalSubscription,
     TaskChange,
@@ -255,12 +255,16 @@ class RedisTaskStore:
             start = "(" + members[-1]
         return found
 
-    async def _scored(self, key: str, task_ids: Sequence[str]) -> list[TaskRecord]:
-        """The records of an unordered index's members, dropping members Redis expired."""
+    async def _members(self, key: str, task_ids: Sequence[str], *, zset: bool) -> list[TaskRecord]:
+        """The records of an unordered index's members (a zset's or a set's), dropping members Redis
+        expired."""
         records = await self._load(task_ids)
         missing = [i for i, r in zip(task_ids, records, strict=True) if r is None]
         if missing:
-            await self._client.zrem(key, *missing)
+            if zset:
+                await self._client.zrem(key, *missing)
+            else:
+                await self._client.srem(key, *missing)
         return [r for r in records if r is not None]
 
     # ------------------------------------------------------------------ lifecycle
@@ -349,28 +353,25 @@ class RedisTaskStore:
         async with self._guard():
             return await self._ordered_range(self._key("owner", owner), start, limit)
 
-    async def _delete(self, task_id: str, condition: Callable[[TaskRecord], bool] | None) -> bool:
-        def delete(current: TaskRecord | None) -> TaskRecord | None:
-            if current is None or (condition is not None and not condition(current)):
-                return current
-            return None
-
-        before, after = await self._swap(task_id, delete)
-        return before is not None and after is None
-
     async def delete_task(self, task_id: str) -> bool:
-        return await self._delete(task_id, None)
+        before, _ = await self._swap(task_id, lambda current: None)
+        return before is not None
 
     async def delete_expired_tasks(self, now_ms: int) -> list[str]:
         async with self._guard():
             due = _texts(await self._client.zrangebyscore(self._expiry, "-inf", now_ms))
+
+        def expired(current: TaskRecord | None) -> TaskRecord | None:
+            return None if current is not None and current.expires_at <= now_ms else current
+
         deleted: list[str] = []
         gone: list[str] = []
         for task_id in due:
-            if await self._delete(task_id, lambda task: task.expires_at <= now_ms):
-                deleted.append(task_id)
-            elif await self.get_task(task_id) is None:
+            before, after = await self._swap(task_id, expired)
+            if before is None:
                 gone.append(task_id)  # Redis expired it first: drop its entry, wake its waiters
+            elif after is None:
+                deleted.append(task_id)
         if gone:
             async with self._guard():
                 await self._client.zrem(self._expiry, *gone)
@@ -392,20 +393,13 @@ class RedisTaskStore:
         key = self._key("worker-tasks", worker_id)
         async with self._guard():
             task_ids = sorted(_texts(await self._client.smembers(key)))
-            records = await self._load(task_ids)
-            missing = [i for i, r in zip(task_ids, records, strict=True) if r is None]
-            if missing:
-                await self._client.srem(key, *missing)
-        return [
-            r
-            for r in records
-            if r is not None and r.worker_id == worker_id and r.dispatch in _WORKER_DISPATCH
-        ]
+            records = await self._members(key, task_ids, zset=False)
+        return [r for r in records if r.worker_id == worker_id and r.dispatch in _WORKER_DISPATCH]
 
     async def stale_offers(self, now_ms: int) -> list[TaskRecord]:
         async with self._guard():
             task_ids = _texts(await self._client.zrangebyscore(self._offers, "-inf", now_ms))
-            records = await self._scored(self._offers, task_ids)
+            records = await self._members(self._offers, task_ids, zset=True)
         return [t for t in records if t.dispatch is Dispatch.OFFERED and t.lease_expires_at <= now_ms]
 
     # -------------------------------------------------------------------- workers
@@ -429,7 +423,7 @@ class RedisTaskStore:
         return [WorkerRecord.from_json(json.loads(raws[worker_id])) for worker_id in sorted(raws)]
 
 
-class RedisSubscription:
+class RedisSubscription(ClosingSubscription):
     """Interest in some feed keys, woken through Redis pub/sub.
 
     A wake that a disconnect may have swallowed is made up for: a wait returns True (re-check) when the
@@ -458,17 +452,6 @@ class RedisSubscription:
 
     def close(self) -> None:
         self._inner.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class RedisChangeFeed:

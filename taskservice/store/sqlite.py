@@ -160,16 +160,33 @@ class SqliteTaskStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store {str(self.path)!r}: {exc}") from exc
 
+    # One statement each; a store that fails is StoreUnavailable.
+    def _one(self, sql: str, params: tuple[object, ...]) -> Any:
+        try:
+            return self._db.execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+
+    def _all(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+
+    def _write(self, sql: str, params: tuple[object, ...] = ()) -> int:
+        """Run `sql`; how many rows it changed."""
+        try:
+            return self._db.execute(sql, params).rowcount
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+
     def _row(self, task: TaskRecord) -> tuple[object, ...]:
         return (*_indexed(task), _dumps(task.to_json()), task.task_id)
 
     def _tasks(self, sql: str, params: Iterable[object] = (), *, keep: bool = True) -> list[TaskRecord]:
         """The tasks a query of `task_id, body` finds. `keep=False` for tasks read once (a list
         page): decoded without the cache, so that they do not push the busy tasks out of it."""
-        try:
-            rows = self._db.execute(sql, tuple(params)).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        rows = self._all(sql, tuple(params))
         if not keep:
             return [TaskRecord.from_json(json.loads(body)) for _, body in rows]
         return [self._decoded.decode(task_id, body) for task_id, body in rows]
@@ -190,10 +207,7 @@ class SqliteTaskStore:
         self.changes.publish_now((task_key(task.task_id),))
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
-        try:
-            row = self._db.execute("SELECT body FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        row = self._one("SELECT body FROM tasks WHERE task_id = ?", (task_id,))
         return None if row is None else self._decoded.decode(task_id, row[0])
 
     async def update_task(self, task_id: str, change: TaskChange) -> TaskRecord:
@@ -203,10 +217,7 @@ class SqliteTaskStore:
             if done is not None:
                 return done
         db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        self._write("BEGIN IMMEDIATE")
         try:
             row = db.execute("SELECT body FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
             if row is None:
@@ -245,11 +256,7 @@ class SqliteTaskStore:
             return None
         new_body = _dumps(updated.to_json())
         sql, params = _update(task_id, current, updated, new_body)
-        try:
-            written = self._db.execute(sql + " AND body = ?", (*params, body)).rowcount
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store: {exc}") from exc
-        if written != 1:
+        if self._write(sql + " AND body = ?", (*params, body)) != 1:
             return None
         self._decoded.remember(task_id, new_body, updated)
         self.changes.publish_now((task_key(task_id),))
@@ -270,22 +277,14 @@ class SqliteTaskStore:
         )
 
     async def delete_task(self, task_id: str) -> bool:
-        try:
-            deleted = self._db.execute("DELETE FROM tasks WHERE task_id = ?", (task_id,)).rowcount
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        deleted = self._write("DELETE FROM tasks WHERE task_id = ?", (task_id,))
         self._decoded.forget(task_id)
         if deleted:
             self.changes.publish_now((task_key(task_id),))
         return bool(deleted)
 
     async def delete_expired_tasks(self, now_ms: int) -> list[str]:
-        try:
-            rows = self._db.execute(
-                "DELETE FROM tasks WHERE expires_at <= ? RETURNING task_id", (now_ms,)
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        rows = self._all("DELETE FROM tasks WHERE expires_at <= ? RETURNING task_id", (now_ms,))
         ids = [row[0] for row in rows]
         for task_id in ids:
             self._decoded.forget(task_id)
@@ -319,33 +318,21 @@ class SqliteTaskStore:
 
     async def put_worker(self, worker: WorkerRecord) -> None:
         body = _dumps(worker.to_json())
-        try:
-            self._db.execute(
-                "INSERT INTO workers (worker_id, body) VALUES (?, ?)"
-                " ON CONFLICT (worker_id) DO UPDATE SET body = excluded.body",
-                (worker.worker_id, body),
-            )
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        self._write(
+            "INSERT INTO workers (worker_id, body) VALUES (?, ?)"
+            " ON CONFLICT (worker_id) DO UPDATE SET body = excluded.body",
+            (worker.worker_id, body),
+        )
         self._workers.remember(worker.worker_id, body, worker)
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None:
-        try:
-            row = self._db.execute("SELECT body FROM workers WHERE worker_id = ?", (worker_id,)).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        row = self._one("SELECT body FROM workers WHERE worker_id = ?", (worker_id,))
         return None if row is None else self._workers.decode(worker_id, row[0])
 
     async def delete_worker(self, worker_id: str) -> None:
-        try:
-            self._db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        self._write("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
         self._workers.forget(worker_id)
 
     async def list_workers(self) -> list[WorkerRecord]:
-        try:
-            rows = self._db.execute("SELECT worker_id, body FROM workers ORDER BY worker_id").fetchall()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store: {exc}") from exc
+        rows = self._all("SELECT worker_id, body FROM workers ORDER BY worker_id")
         return [self._workers.decode(worker_id, body) for worker_id, body in rows]
