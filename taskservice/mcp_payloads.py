@@ -21,6 +21,7 @@ from mcp.shared.experimental.tasks.capabilities import (
     require_task_augmented_sampling,
 )
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
+from taskservice_client._convert import dump_model
 
 from taskservice.domain.errors import InvalidArgument
 from taskservice.domain.model import JsonObject
@@ -33,10 +34,6 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 
 # Property types MCP 2025-11-25 allows in an elicitation's requestedSchema.
 _PRIMITIVE_TYPES = frozenset({"string", "number", "integer", "boolean"})
-
-
-def _dump(model: pydantic.BaseModel) -> JsonObject:
-    return model.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 def parse(model: type[M], data: Any, field: str, *, names: Mapping[str, str] | None = None) -> M:
@@ -57,7 +54,7 @@ def parse(model: type[M], data: Any, field: str, *, names: Mapping[str, str] | N
 
 
 def call_tool_result(data: JsonObject, field: str = "result") -> JsonObject:
-    return _dump(parse(types.CallToolResult, data, field))
+    return dump_model(parse(types.CallToolResult, data, field))
 
 
 def _check_requested_schema(schema: JsonObject, field: str) -> None:
@@ -103,7 +100,7 @@ def elicit_form_params(
     params = types.ElicitRequestFormParams(
         message=message, requestedSchema=requested_schema, task=_task_field(ttl_ms)
     )
-    return _with_related_task(_dump(params), task_id)
+    return _with_related_task(dump_model(params), task_id)
 
 
 def elicit_url_params(task_id: str, message: str, url: str, elicitation_id: str) -> JsonObject:
@@ -112,7 +109,7 @@ def elicit_url_params(task_id: str, message: str, url: str, elicitation_id: str)
     if not elicitation_id:
         raise InvalidArgument("elicitation_id", "must not be empty")
     params = types.ElicitRequestURLParams(message=message, url=url, elicitationId=elicitation_id)
-    return _with_related_task(_dump(params), task_id)
+    return _with_related_task(dump_model(params), task_id)
 
 
 # CreateMessageRequestParams keys -> the CreateMessage request fields they come from, so
@@ -166,26 +163,26 @@ def create_message_params(
         raise InvalidArgument("messages", str(exc)) from exc
     if ttl_ms is not None:
         params.task = types.TaskMetadata(ttl=ttl_ms)
-    return _with_related_task(_dump(params), task_id)
+    return _with_related_task(dump_model(params), task_id)
 
 
 def client_answer(method: str, params: JsonObject, data: JsonObject, field: str = "result") -> JsonObject:
     """Validate the client's answer to a request of `method`."""
     if method == ELICIT_METHOD:
-        return _dump(parse(types.ElicitResult, data, field))
+        return dump_model(parse(types.ElicitResult, data, field))
     if method == SAMPLING_METHOD:
         with_tools = "tools" in params or "toolChoice" in params
         model: type[pydantic.BaseModel] = (
             types.CreateMessageResultWithTools if with_tools else types.CreateMessageResult
         )
-        return _dump(parse(model, data, field))
+        return dump_model(parse(model, data, field))
     raise InvalidArgument("request_id", f"names a request of unknown method {method!r}")
 
 
 def client_error(code: int, message: str, data: Any = None) -> JsonObject:
     if not message:
         raise InvalidArgument("error.message", "must not be empty")
-    return _dump(types.ErrorData(code=code, message=message, data=data))
+    return dump_model(types.ErrorData(code=code, message=message, data=data))
 
 
 def tool_definition(
@@ -240,5 +237,5 @@ def refused_by_client(method: str, params: JsonObject, capabilities: JsonObject)
                 None if tool_choice is None else types.ToolChoice.model_validate(tool_choice),
             )
     except McpError as exc:
-        return _dump(exc.error)
+        return dump_model(exc.error)
     return None

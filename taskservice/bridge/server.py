@@ -20,7 +20,7 @@ import secrets
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import anyio
 import grpc
@@ -34,7 +34,7 @@ from mcp.server.session import ServerSession
 from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
 from mcp.shared.message import ServerMessageMetadata
-from taskservice_client._convert import struct_to_dict, task_from_proto
+from taskservice_client._convert import dump_model, struct_to_dict, task_from_proto
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
 from taskservice import __version__
@@ -81,10 +81,6 @@ def validate_arguments(arguments: dict[str, Any], schema: dict[str, Any]) -> Non
         raise error
 
 
-def _plain(message: struct_pb2.Struct) -> dict[str, Any]:
-    return struct_to_dict(message)
-
-
 def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(data)
@@ -94,11 +90,22 @@ def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
 # The wire Task as mcp.types.Task: the same conversion the worker stub uses.
 mcp_task = task_from_proto
 
+TaskModel = TypeVar("TaskModel", bound=types.Task)
+
+
+def task_as(model: type[TaskModel], message: task_pb2.Task) -> TaskModel:
+    """The wire task as `model`, a Task with more around it (a result, notification params).
+
+    mcp_task validates the fields once; they go into `model` as they are, not dumped
+    and validated again.
+    """
+    task = mcp_task(message)
+    return model.model_construct(**{name: getattr(task, name) for name in types.Task.model_fields})
+
 
 def status_params(task: task_pb2.Task) -> types.TaskStatusNotificationParams:
-    """notifications/tasks/status's params: the full task (the fields of mcp_task's Task)."""
-    fields = {name: getattr(mcp_task(task), name) for name in types.Task.model_fields}
-    return types.TaskStatusNotificationParams.model_construct(**fields)
+    """notifications/tasks/status's params: the full task."""
+    return task_as(types.TaskStatusNotificationParams, task)
 
 
 def related_task_meta(task_id: str) -> dict[str, Any]:
@@ -109,7 +116,7 @@ def tool_result(outcome: pb.TaskOutcome) -> types.CallToolResult:
     """The CallToolResult a terminal task stands for: its result, or an error result saying why not."""
     task = outcome.task
     if task.status == task_pb2.TASK_STATUS_COMPLETED and outcome.HasField("result"):
-        return types.CallToolResult.model_validate(_plain(outcome.result))
+        return types.CallToolResult.model_validate(struct_to_dict(outcome.result))
     if task.status == task_pb2.TASK_STATUS_CANCELLED:
         text = (
             f"The task was cancelled: {task.status_message}"
@@ -223,8 +230,7 @@ class McpBridge:
             return None
         known = self._session_capabilities.get(session)
         if known is None:
-            declared = session.client_params.capabilities
-            caps = declared.model_dump(by_alias=True, exclude_none=True, mode="json")
+            caps = dump_model(session.client_params.capabilities)
             known = self._session_capabilities[session] = _struct(caps)
         return known
 
@@ -254,9 +260,11 @@ class McpBridge:
             name=tool.name,
             title=tool.title or None,
             description=tool.description or None,
-            inputSchema=_plain(tool.input_schema) if tool.HasField("input_schema") else {"type": "object"},
-            outputSchema=_plain(tool.output_schema) if tool.HasField("output_schema") else None,
-            annotations=types.ToolAnnotations.model_validate(_plain(tool.annotations))
+            inputSchema=struct_to_dict(tool.input_schema)
+            if tool.HasField("input_schema")
+            else {"type": "object"},
+            outputSchema=struct_to_dict(tool.output_schema) if tool.HasField("output_schema") else None,
+            annotations=types.ToolAnnotations.model_validate(struct_to_dict(tool.annotations))
             if tool.HasField("annotations")
             else None,
             execution=types.ToolExecution(taskSupport=SUPPORT_NAMES[tool.task_support]),
@@ -343,7 +351,7 @@ class McpBridge:
                     isError=True,
                 )
             )
-        meta = params.meta.model_dump(by_alias=True, exclude_none=True, mode="json") if params.meta else {}
+        meta = dump_model(params.meta) if params.meta else {}
         # A call without `task` runs as a task of the service too, but under an owner of its own:
         # the client never asked for a task, so tasks/list, tasks/get and tasks/cancel must not show it.
         task_owner = owner if as_task else f"{owner}:call"
@@ -469,7 +477,7 @@ class McpBridge:
         related_request_id: types.RequestId,
     ) -> None:
         """Send one queued request to the client and store its answer (or error) in the service."""
-        params = _plain(pending.params)
+        params = struct_to_dict(pending.params)
         metadata = ServerMessageMetadata(related_request_id=related_request_id)
         answer = pb.AnswerRequestRequest(owner=owner, task_id=pending.task_id, request_id=pending.request_id)
         try:
@@ -485,7 +493,7 @@ class McpBridge:
                 result = await session.experimental.get_task_result(created.task.taskId, AnyResult)
             else:
                 result = await session.send_request(request, AnyResult, metadata=metadata)
-            answer.result.CopyFrom(_struct(result.model_dump(by_alias=True, exclude_none=True, mode="json")))
+            answer.result.CopyFrom(_struct(dump_model(result)))
         except McpError as exc:
             answer.error.CopyFrom(task_pb2.McpError(code=exc.error.code, message=exc.error.message))
             if exc.error.data is not None:
@@ -516,9 +524,9 @@ class McpBridge:
         outcome = await self._run_to_outcome(session, owner, task_id, self.server.request_context.request_id)
         if outcome.task.status == task_pb2.TASK_STATUS_COMPLETED and outcome.HasField("result"):
             # Stored by Complete, which checked it is a CallToolResult: no second round of validation.
-            data = _plain(outcome.result)
+            data = struct_to_dict(outcome.result)
         else:
-            data = tool_result(outcome).model_dump(by_alias=True, exclude_none=True, mode="json")
+            data = dump_model(tool_result(outcome))
         data["_meta"] = {**(data.get("_meta") or {}), **related_task_meta(task_id)}
         return types.ServerResult(types.GetTaskPayloadResult.model_validate(data))
 
@@ -530,8 +538,7 @@ class McpBridge:
             found = await self.service.LookupTask(
                 pb.LookupTaskRequest(owner=owner, task_id=request.params.taskId)
             )
-        task = mcp_task(found.task)
-        return types.ServerResult(types.GetTaskResult.model_validate(task.model_dump(by_alias=True)))
+        return types.ServerResult(task_as(types.GetTaskResult, found.task))
 
     async def _list_tasks(self, request: types.ListTasksRequest) -> types.ServerResult:
         _, owner = self._owner()
@@ -550,5 +557,4 @@ class McpBridge:
             cancelled = await self.service.CancelTask(
                 pb.CancelTaskRequest(owner=owner, task_id=request.params.taskId)
             )
-        task = mcp_task(cancelled.task)
-        return types.ServerResult(types.CancelTaskResult.model_validate(task.model_dump(by_alias=True)))
+        return types.ServerResult(task_as(types.CancelTaskResult, cancelled.task))

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from google.protobuf import struct_pb2
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc
 
 from taskservice import mcp_payloads
@@ -21,11 +22,15 @@ pb = bridge_service_pb2
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def outcome(task: TaskRecord) -> pb.TaskOutcome:
-    message = pb.TaskOutcome(task=task_message(task))
+def stored_result(task: TaskRecord) -> struct_pb2.Struct | None:
+    """The result a completed task stored; None for any other task."""
     if task.status is TaskStatus.COMPLETED and task.result is not None:
-        message.result.CopyFrom(struct(task.result))
-    return message
+        return struct(task.result)
+    return None
+
+
+def outcome(task: TaskRecord) -> pb.TaskOutcome:
+    return pb.TaskOutcome(task=task_message(task), result=stored_result(task))
 
 
 class BridgeServicer(bridge_service_pb2_grpc.BridgeServiceServicer):
@@ -68,10 +73,7 @@ class BridgeServicer(bridge_service_pb2_grpc.BridgeServiceServicer):
     ) -> pb.GetTaskResultResponse:
         async with grpc_errors(context):
             task = await self.manager.task_result(request.owner, required(request.task_id, "task_id"))
-            done = outcome(task)
-            return pb.GetTaskResultResponse(
-                task=done.task, result=done.result if done.HasField("result") else None
-            )
+            return pb.GetTaskResultResponse(task=task_message(task), result=stored_result(task))
 
     async def StreamTaskEvents(
         self, request: pb.StreamTaskEventsRequest, context: Context

@@ -72,15 +72,6 @@ class LocalContext:
     def set_details(self, details: str) -> None:
         self.details = details
 
-    def invocation_metadata(self) -> tuple[()]:
-        return ()
-
-    def peer(self) -> str:
-        return "in-process"
-
-    def done(self) -> bool:
-        return False
-
     def failure(self) -> grpc.aio.AioRpcError | None:
         """The error a handler that ended by itself set with set_code, if it did."""
         if self.code is None or self.code is grpc.StatusCode.OK:
