@@ -6,7 +6,6 @@ import { follow } from "./client.js";
 import {
   callToolResult,
   fromStruct,
-  isTerminal,
   mcpErrorData,
   notOlder,
   taskFromProto,
@@ -318,5 +317,3 @@ export class RemoteTaskContext {
     return request;
   }
 }
-
-export { isTerminal };

@@ -250,9 +250,11 @@ export class Worker {
     if (this.#running.size) {
       this.log.info(`waiting up to ${this.shutdownTimeoutMs} ms for ${this.#running.size} running task(s)`);
     }
-    const deadline = Date.now() + (this.#hurry ? 0 : this.shutdownTimeoutMs);
-    while (!this.#hurry && this.#running.size && Date.now() < deadline) {
-      await Promise.race([this.#idle, sleep(Math.min(200, Math.max(deadline - Date.now(), 0)))]);
+    // A hurry (a second shutdown()) stops every running task, which then resolves `#idle` too.
+    if (!this.#hurry && this.#running.size) {
+      const timeout = new AbortController(); // so that the timer does not outlive the wait
+      await Promise.race([this.#idle, sleep(this.shutdownTimeoutMs, timeout.signal)]);
+      timeout.abort();
     }
     for (const entry of this.#running.values()) entry.stop("handed_back");
     while (this.#running.size) await this.#idle;

@@ -21,7 +21,7 @@ R = TypeVar("R")
 
 # A unary call may be retried on these too: its deadline passed on a connection
 # that died silently (the service restarted), which a new attempt repairs.
-_UNARY_RETRYABLE = RETRYABLE | {grpc.StatusCode.DEADLINE_EXCEEDED}
+UNARY_RETRYABLE = RETRYABLE | {grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 @contextlib.asynccontextmanager
@@ -81,14 +81,14 @@ class ServiceClient:
         deadline: float | None = None,
     ) -> R:
         """Make a unary call, again after a backoff while the service is unreachable."""
-        name = _method_name(rpc)
         backoff = self.retry.backoff()
         while True:
             try:
                 response = await rpc(request, timeout=deadline or self.rpc_timeout, metadata=self.metadata)
                 return cast("R", response)
             except grpc.aio.AioRpcError as error:
-                if not retry or error.code() not in _UNARY_RETRYABLE:
+                name = method_name(rpc)
+                if not retry or error.code() not in UNARY_RETRYABLE:
                     raise translate(error, name) from None
                 delay = backoff.next_delay()
                 if delay is None:
@@ -101,11 +101,12 @@ class ServiceClient:
         return cast("grpc.aio.UnaryStreamCall[Any, Any]", rpc(request, metadata=self.metadata))
 
 
-def _method_name(rpc: Callable[..., Any]) -> str:
+def method_name(rpc: Callable[..., Any]) -> str:
+    """The full name of a stub's method (`/mcptasks.v1.TaskService/Elicit`), for errors and logs."""
     method = getattr(rpc, "_method", b"")
     if isinstance(method, bytes):
         return method.decode(errors="replace")
     return str(method)
 
 
-__all__ = ["ServiceClient", "TaskServiceError", "cancellable"]
+__all__ = ["UNARY_RETRYABLE", "ServiceClient", "TaskServiceError", "cancellable", "method_name"]

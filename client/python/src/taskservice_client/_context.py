@@ -26,11 +26,10 @@ from mcp.types import (
     ToolChoice,
 )
 
-from taskservice_client._client import ServiceClient, cancellable
+from taskservice_client._client import ServiceClient, cancellable, method_name
 from taskservice_client._convert import (
     dict_to_struct,
     dump_model,
-    is_terminal,
     mcp_error_data,
     model_struct,
     struct_to_dict,
@@ -155,13 +154,7 @@ class RemoteTaskContext:
             notify: Whether to send a notification to the client
         """
         request = pb.CompleteRequest(task_id=self.task_id, result=model_struct(result), notify=notify)
-        self._finishing = True
-        try:
-            response = await self._client.unary(self._client.tasks.Complete, request, pb.CompleteResponse)
-        except TaskServiceRejected as error:
-            await self._already(error, "completed")
-            return
-        self._observe(response.task)
+        await self._end(self._client.tasks.Complete, request, pb.CompleteResponse, "completed")
 
     async def fail(self, error: str, *, notify: bool = True) -> None:
         """Mark the task as failed with an error message.
@@ -171,21 +164,28 @@ class RemoteTaskContext:
             notify: Whether to send a notification to the client
         """
         request = pb.FailRequest(task_id=self.task_id, error=error or "failed", notify=notify)
+        await self._end(self._client.tasks.Fail, request, pb.FailResponse, "failed")
+
+    async def _end(
+        self,
+        rpc: Callable[..., Any],
+        request: object,
+        response_type: type[pb.CompleteResponse | pb.FailResponse],
+        wanted: TaskStatus,
+    ) -> None:
+        """Complete or fail the task. A retried call whose first attempt went through is a success
+        (as in the SDK's stores)."""
         self._finishing = True
         try:
-            response = await self._client.unary(self._client.tasks.Fail, request, pb.FailResponse)
-        except TaskServiceRejected as rejected:
-            await self._already(rejected, "failed")
+            response = await self._client.unary(rpc, request, response_type)
+        except TaskServiceRejected as error:
+            if error.code is not grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            await self._refresh()
+            if self._task.status != wanted:
+                raise
             return
         self._observe(response.task)
-
-    async def _already(self, error: TaskServiceRejected, wanted: TaskStatus) -> None:
-        """A retried Complete/Fail whose first attempt went through is a success (as in the SDK's stores)."""
-        if error.code is not grpc.StatusCode.FAILED_PRECONDITION:
-            raise error
-        await self._refresh()
-        if self._task.status != wanted:
-            raise error
 
     async def _refresh(self) -> Task:
         response = await self._client.unary(
@@ -218,13 +218,13 @@ class RemoteTaskContext:
                     if await self._cancelled_on_service():
                         await self._raise_cancelled()
                 elif code not in RETRYABLE:
-                    raise translate(error, _rpc_name(rpc)) from None
+                    raise translate(error, method_name(rpc)) from None
                 reason = f"{code.name}: {error.details()}"
             finally:
                 call.cancel()
             delay = backoff.next_delay()
             if delay is None:
-                raise TaskServiceUnavailable(grpc.StatusCode.UNAVAILABLE, reason, method=_rpc_name(rpc))
+                raise TaskServiceUnavailable(grpc.StatusCode.UNAVAILABLE, reason, method=method_name(rpc))
             log.info("task %s: %s; re-attaching in %.2fs", self.task_id, reason, delay)
             await anyio.sleep(delay)
 
@@ -461,9 +461,4 @@ class RemoteTaskContext:
         )
 
 
-def _rpc_name(rpc: Callable[..., Any]) -> str:
-    method = getattr(rpc, "_method", b"")
-    return method.decode(errors="replace") if isinstance(method, bytes) else str(method)
-
-
-__all__ = ["RemoteTaskContext", "is_terminal"]
+__all__ = ["RemoteTaskContext"]

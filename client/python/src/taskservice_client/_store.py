@@ -11,20 +11,14 @@ from mcp.types import CallToolResult, Result, Task, TaskMetadata, TaskStatus
 
 from taskservice_client._channel import ChannelOptions, RetryPolicy, TLSConfig
 from taskservice_client._client import ServiceClient, cancellable
-from taskservice_client._convert import model_struct, struct_to_dict, task_from_proto
+from taskservice_client._convert import STATUS_FROM_PROTO, model_struct, struct_to_dict, task_from_proto
 from taskservice_client._errors import RETRYABLE, TaskServiceError, TaskServiceRejected
-from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, task_pb2, task_service_pb2
+from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, task_service_pb2
 
 pb = task_service_pb2
 bpb = bridge_service_pb2
 
-_STATUS_TO_PROTO: dict[str, int] = {
-    "working": task_pb2.TASK_STATUS_WORKING,
-    "input_required": task_pb2.TASK_STATUS_INPUT_REQUIRED,
-    "completed": task_pb2.TASK_STATUS_COMPLETED,
-    "failed": task_pb2.TASK_STATUS_FAILED,
-    "cancelled": task_pb2.TASK_STATUS_CANCELLED,
-}
+_STATUS_TO_PROTO: dict[str, int] = {status: number for number, status in STATUS_FROM_PROTO.items()}
 
 
 def _state(task: Task) -> tuple[object, ...]:
@@ -143,16 +137,11 @@ class GrpcTaskStore(TaskStore):
         if status is None or status == current.status:
             if status_message is None:
                 return current
-            response = await client.unary(
-                client.tasks.UpdateStatus,
-                pb.UpdateStatusRequest(task_id=task_id, status_message=status_message),
-                pb.UpdateStatusResponse,
-            )
-            return task_from_proto(response.task)
+            return await self._update_status(task_id, status_message)
         if status == "completed":
             result = self._results.pop(task_id, None) or CallToolResult(content=[])
             if status_message is not None:
-                await self.update_task(task_id, status_message=status_message)
+                await self._update_status(task_id, status_message)
             completed = await client.unary(
                 client.tasks.Complete,
                 pb.CompleteRequest(task_id=task_id, result=model_struct(result)),
@@ -180,6 +169,15 @@ class GrpcTaskStore(TaskStore):
             client.tasks.UpdateTask, pb.UpdateTaskRequest(**fields), pb.UpdateTaskResponse
         )
         return task_from_proto(updated.task)
+
+    async def _update_status(self, task_id: str, status_message: str) -> Task:
+        client = self._client
+        response = await client.unary(
+            client.tasks.UpdateStatus,
+            pb.UpdateStatusRequest(task_id=task_id, status_message=status_message),
+            pb.UpdateStatusResponse,
+        )
+        return task_from_proto(response.task)
 
     async def store_result(self, task_id: str, result: Result) -> None:
         """Keep the result for the task's completion; ValueError for an unknown task."""

@@ -18,7 +18,7 @@ import grpc
 from mcp.types import ToolAnnotations
 
 from taskservice_client._channel import ChannelOptions, RetryPolicy, TLSConfig
-from taskservice_client._client import ServiceClient, cancellable
+from taskservice_client._client import UNARY_RETRYABLE, ServiceClient, cancellable
 from taskservice_client._context import RemoteTaskContext
 from taskservice_client._convert import (
     TASK_SUPPORT_TO_PROTO,
@@ -361,10 +361,9 @@ class Worker:
         assert self._idle is not None
         if self._running:
             log.info("waiting up to %ss for %d running task(s)", self.shutdown_timeout, len(self._running))
+        # A hurry (a second shutdown()) stops every running task, which then sets `_idle` too.
         with anyio.move_on_after(0 if self._hurry else self.shutdown_timeout):
-            while not self._hurry and self._running:
-                with anyio.move_on_after(0.5):
-                    await self._idle.wait()
+            await self._idle.wait()
         for entry in list(self._running.values()):
             entry.stop("handed_back")
         await self._idle.wait()
@@ -432,7 +431,7 @@ class Worker:
                 if error.code is grpc.StatusCode.NOT_FOUND:
                     self._lost(registration)
                     continue
-                if error.code not in RETRYABLE | {grpc.StatusCode.DEADLINE_EXCEEDED}:
+                if error.code not in UNARY_RETRYABLE:
                     raise
                 delay = backoff.next_delay()
                 log.info("heartbeat: %s", error)
