@@ -45,3 +45,13 @@ def test_status_params_match_the_validated_task(task: task_pb2.Task) -> None:
     notification = types.ServerNotification(types.TaskStatusNotification(params=built))
     sent = notification.model_dump(by_alias=True, exclude_none=True, mode="json")
     assert sent["params"]["taskId"] == task.task_id
+    # On the wire, what the SDK sends for the validated params; and, though built without
+    # validation, what a client parses back to them. Not for a task without ttl: the SDK leaves a
+    # null ttl off the wire and its client then refuses the notification (every stored task has one).
+    assert sent == types.ServerNotification(types.TaskStatusNotification(params=validated)).model_dump(
+        by_alias=True, exclude_none=True, mode="json"
+    )
+    if task.ttl_ms:
+        received = types.ServerNotification.model_validate(sent).root
+        assert isinstance(received, types.TaskStatusNotification)
+        assert received.params == validated

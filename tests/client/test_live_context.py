@@ -160,6 +160,26 @@ async def test_elicit_url(service: RunningService, bridge: Bridge) -> None:
 SAMPLING_TOOL = types.Tool(name="lookup", inputSchema={"type": "object"})
 
 
+async def ask_the_client(ctx: RemoteTaskContext, method: str) -> None:
+    """One request to the client through the context method `method` (`create_message_tools`:
+    create_message with tools)."""
+    hi = [types.SamplingMessage(role="user", content=types.TextContent(type="text", text="Hi"))]
+    if method == "elicit":
+        await ctx.elicit("?", ELICIT_SCHEMA)
+    elif method == "elicit_url":
+        await ctx.elicit_url("?", "https://example.test", "e-1")
+    elif method == "elicit_as_task":
+        await ctx.elicit_as_task("?", ELICIT_SCHEMA)
+    elif method == "create_message":
+        await ctx.create_message(hi, max_tokens=5)
+    elif method == "create_message_tools":
+        await ctx.create_message(hi, max_tokens=5, tools=[SAMPLING_TOOL])
+    elif method == "create_message_as_task":
+        await ctx.create_message_as_task(hi, max_tokens=5)
+    else:
+        raise AssertionError(f"no such request: {method}")
+
+
 async def test_create_message_with_every_parameter(service: RunningService, bridge: Bridge) -> None:
     worker = make_worker(service.target)
     seen: dict[str, Any] = {}
@@ -294,19 +314,11 @@ async def test_client_errors_raise_mcp_error(service: RunningService, bridge: Br
     """A client that lacks the capability answers with a JSON-RPC error: the stub raises McpError."""
     worker = make_worker(service.target)
     raised: list[McpError] = []
-    message = [types.SamplingMessage(role="user", content=types.TextContent(type="text", text="Hi"))]
 
     @worker.tool()
     async def ask(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
         try:
-            if method == "elicit":
-                await ctx.elicit("?", ELICIT_SCHEMA)
-            elif method == "elicit_as_task":
-                await ctx.elicit_as_task("?", ELICIT_SCHEMA)
-            elif method == "create_message":
-                await ctx.create_message(message, max_tokens=5)
-            else:
-                await ctx.create_message_as_task(message, max_tokens=5)
+            await ask_the_client(ctx, method)
         except McpError as error:
             raised.append(error)
             raise
@@ -355,13 +367,23 @@ async def test_cancellation_during_a_wait(service: RunningService, bridge: Bridg
 
 @pytest.mark.parametrize("watch_after", [0.0, 0.05, 0.3])
 async def test_cancellation_stops_a_busy_tool(
-    service: RunningService, bridge: Bridge, watch_after: float
+    service: RunningService, bridge: Bridge, watch_after: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No call to the service is pending: the task's watch notices the cancellation, also when the
     task was cancelled before the watch started (`watch_after`): its first message says so."""
     worker = make_worker(service.target, watch_after=watch_after)
-    started, stopped = anyio.Event(), anyio.Event()
-    flags: list[bool] = []
+    started, stopped, acked = anyio.Event(), anyio.Event(), anyio.Event()
+    seen: list[tuple[bool, str]] = []
+    ack = service.manager.ack
+
+    async def acknowledged(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await ack(*args, **kwargs)
+        finally:
+            acked.set()
+
+    # Cancelled only once acknowledged: a refused acknowledgement would stop the tool as well.
+    monkeypatch.setattr(service.manager, "ack", acknowledged)
 
     @worker.tool()
     async def busy(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
@@ -369,7 +391,9 @@ async def test_cancellation_stops_a_busy_tool(
         try:
             await anyio.sleep_forever()
         finally:
-            flags.append(ctx.is_cancelled)
+            # The cancelled task itself, as the watch brought it (a heartbeat's news of the
+            # cancellation would stop the tool too, but leave ctx.task as it was).
+            seen.append((ctx.is_cancelled, ctx.task.status))
             stopped.set()
         return "unreachable"
 
@@ -377,11 +401,12 @@ async def test_cancellation_stops_a_busy_tool(
         task_id = await bridge.create("busy")
         with anyio.fail_after(WAIT):
             await started.wait()
+            await acked.wait()
         await bridge.cancel(task_id)
         with anyio.fail_after(WAIT):
             await stopped.wait()
         task, _ = await bridge.outcome(task_id)
-    assert flags == [True]
+    assert seen == [(True, "cancelled")]
     assert task.status == task_pb2.TASK_STATUS_CANCELLED
 
 
@@ -457,23 +482,11 @@ async def test_missing_client_capability_raises_mcp_error_before_asking(
     """The bridge passes the MCP client's capabilities: the SDK's McpError, and nothing is queued."""
     worker = make_worker(service.target)
     raised: list[McpError] = []
-    hi = [types.SamplingMessage(role="user", content=types.TextContent(type="text", text="Hi"))]
 
     @worker.tool()
     async def ask(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
         try:
-            if method == "elicit":
-                await ctx.elicit("?", ELICIT_SCHEMA)
-            elif method == "elicit_url":
-                await ctx.elicit_url("?", "https://example.test", "e-1")
-            elif method == "create_message":
-                await ctx.create_message(hi, max_tokens=5)
-            elif method == "create_message_tools":
-                await ctx.create_message(hi, max_tokens=5, tools=[SAMPLING_TOOL])
-            elif method == "elicit_as_task":
-                await ctx.elicit_as_task("?", ELICIT_SCHEMA)
-            else:
-                await ctx.create_message_as_task(hi, max_tokens=5)
+            await ask_the_client(ctx, method)
         except McpError as error:
             raised.append(error)
             return "refused"

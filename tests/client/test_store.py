@@ -149,7 +149,10 @@ async def test_wait_for_update(store: GrpcTaskStore) -> None:
         async with anyio.create_task_group() as group:
             group.start_soon(wait)
             await anyio.wait_all_tasks_blocked()
+            assert not woke.is_set()  # it waits for a change
             await store.notify_update(created.taskId)  # nothing to do: the service notifies by itself
+            await anyio.wait_all_tasks_blocked()
+            assert not woke.is_set()
             await store.update_task(created.taskId, status_message="changed")
             await woke.wait()
     with pytest.raises(ValueError, match="not found"):

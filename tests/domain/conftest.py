@@ -10,6 +10,7 @@ import pytest
 from taskservice.domain.service import ServiceLimits, TaskManager
 from taskservice.store import TaskStore, open_store
 
+from . import support
 from .support import FakeClock
 
 BACKENDS = ["memory", "sqlite", "redis"]
@@ -33,13 +34,19 @@ def limits() -> ServiceLimits:
 
 
 @pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[TaskStore]:
     if request.param == "redis":
         url = str(request.getfixturevalue("redis_url"))  # a key prefix of its own: tests/conftest.py
     else:
         url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'tasks.db'}"
     opened = open_store(url)
     await opened.ping()
+    # Its waiters counted, for settle().
+    feed = support.CountedFeed(opened.changes)
+    monkeypatch.setattr(opened, "changes", feed)
+    monkeypatch.setattr(support, "counted", feed)
     try:
         yield opened
     finally:

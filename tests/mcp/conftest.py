@@ -20,11 +20,8 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
 import re
 import secrets
-import signal
-import subprocess
 import sys
 import time
 import warnings
@@ -51,6 +48,7 @@ from mcp.shared.session import RequestResponder
 from pytest_asyncio import is_async_test
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc
 
+from ..processes import LoggedProcess, clean_env
 from . import worker_tools
 
 HERE = Path(__file__).resolve().parent
@@ -79,57 +77,6 @@ def pytest_configure(config: pytest.Config) -> None:
 # ----------------------------------------------------------------------- processes
 
 
-class Process:
-    """A subprocess whose stderr goes to a log file, read back to find its readiness lines."""
-
-    def __init__(self, name: str, command: list[str], log: Path, *, cwd: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.log = log
-        self._log_file = log.open("wb")
-        self.popen = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, pattern: str) -> re.Match[str]:
-        """The first match of `pattern` in the output, waiting (bounded) until it appears."""
-        deadline = time.monotonic() + WAIT
-        while True:
-            found = re.search(pattern, self.output())
-            if found is not None:
-                return found
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.popen.returncode}):\n{self.output()[-4000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: no {pattern!r} within {WAIT}s:\n{self.output()[-4000:]}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not end (bounded)."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
-        self._log_file.close()
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without TASKSERVICE_* settings (the flags given decide), plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
-    env.update(extra)
-    return env
-
-
 def taskservice_command() -> list[str]:
     script = Path(sys.executable).with_name("taskservice")
     return [str(script)] if script.exists() else [sys.executable, "-m", "taskservice"]
@@ -143,7 +90,7 @@ class Stack:
     mcp_url: str
     gates: Path
     logs: Path
-    worker: Process
+    worker: LoggedProcess
 
     def open_gate(self, name: str, text: str = "open") -> None:
         """Let a tool waiting on gate `name` go on (see worker_tools.wait_gate)."""
@@ -161,10 +108,9 @@ class Stack:
                     return data
                 await anyio.sleep(0.01)
 
-    def start_worker(self, module: str, name: str, *, cwd: Path = HERE) -> Process:
+    def start_worker(self, module: str, name: str, *, cwd: Path = HERE) -> LoggedProcess:
         """Another worker process serving `module:worker` (a module file in `cwd`)."""
-        return Process(
-            name,
+        return LoggedProcess(
             [
                 sys.executable,
                 "-m",
@@ -177,6 +123,7 @@ class Stack:
             self.logs / f"{name}.log",
             cwd=cwd,
             env=clean_env(MCP_TEST_GATES=str(self.gates)),
+            name=name,
         )
 
     def served_tools(self) -> set[str]:
@@ -207,8 +154,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("mcp")
     gates = root / "gates"
     gates.mkdir()
-    serve = Process(
-        "taskservice serve",
+    serve = LoggedProcess(
         [
             *taskservice_command(),
             "serve",
@@ -224,18 +170,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         root / "serve.log",
         cwd=root,
         env=clean_env(),
+        name="taskservice serve",
     )
-    worker: Process | None = None
+    worker: LoggedProcess | None = None
     try:
-        grpc_port = serve.wait_for(r"gRPC service listening on 127\.0\.0\.1:(\d+)").group(1)
-        mcp_port = serve.wait_for(r"MCP bridge listening on http://127\.0\.0\.1:(\d+)/mcp").group(1)
+        grpc_port = serve.wait_for(r"gRPC service listening on 127\.0\.0\.1:(\d+)", WAIT).group(1)
+        mcp_port = serve.wait_for(r"MCP bridge listening on http://127\.0\.0\.1:(\d+)/mcp", WAIT).group(1)
         target = f"127.0.0.1:{grpc_port}"
-        worker = Process(
-            "worker",
+        worker = LoggedProcess(
             [sys.executable, "-m", "taskservice_client", "run", "worker_tools:worker", "--target", target],
             root / "worker.log",
             cwd=HERE,
             env=clean_env(MCP_TEST_GATES=str(gates)),
+            name="worker",
         )
         running = Stack(target, f"http://127.0.0.1:{mcp_port}/mcp", gates, root, worker)
         running.wait_for_tools(set(WORKER_TOOLS))

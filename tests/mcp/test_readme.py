@@ -15,7 +15,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from .conftest import WAIT, Stack, clean_env
+from ..processes import clean_env
+from .conftest import WAIT, Stack
 from .requirements import requirement
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -22,7 +22,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.context import RequestContext
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
 
-from .support import CLIENT_NODE, HERE, WAIT, Proc, Serve, clean_env, node_or_skip, running, serve
+from ..processes import LoggedProcess, clean_env
+from .support import CLIENT_NODE, HERE, ROOT, WAIT, Serve, node_or_skip, running, serve
 
 WORKER_TOOLS = {"journey", "explode", "hold"}
 
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The experimental tasks API is de
 
 
 class NodeWorker:
-    def __init__(self, proc: Proc, events: Path) -> None:
+    def __init__(self, proc: LoggedProcess, events: Path) -> None:
         self.proc = proc
         self.events_file = events
 
@@ -48,7 +49,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve, Nod
     with serve(tmp) as service:
         events = tmp / "events.jsonl"
         env = clean_env(TASKSERVICE_TARGET=service.grpc_target, NODE_WORKER_EVENTS=str(events))
-        proc = Proc([node, str(HERE / "node_worker.mjs")], tmp / "node-worker.log", env=env)
+        proc = LoggedProcess(
+            [node, str(HERE / "node_worker.mjs")], tmp / "node-worker.log", env=env, cwd=ROOT
+        )
         with running(proc):
             try:
                 yield service, NodeWorker(proc, events)

@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from .support import HERE, WAIT, Proc, clean_env, node_or_skip, running, serve
+from ..processes import LoggedProcess, clean_env
+from .support import HERE, WAIT, node_or_skip, running, serve
 
 
 def test_typescript_sdk_client_main_flow(tmp_path: Path) -> None:
@@ -25,7 +26,9 @@ def test_typescript_sdk_client_main_flow(tmp_path: Path) -> None:
         events = tmp_path / "events.jsonl"
         env = clean_env(TS_FLOW_EVENTS=str(events))
         command = [sys.executable, "-m", "taskservice_client", "run", "ts_flow_worker:worker"]
-        worker = Proc([*command, "--target", service.grpc_target], tmp_path / "worker.log", env=env, cwd=HERE)
+        worker = LoggedProcess(
+            [*command, "--target", service.grpc_target], tmp_path / "worker.log", env=env, cwd=HERE
+        )
         with running(worker):
             flow = subprocess.run(
                 [node, str(HERE / "ts_sdk_flow.mjs"), service.mcp_url],

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ..processes import free_port
 from .walkthrough import marked_blocks, serve_arguments
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -53,13 +54,6 @@ def grpcurl_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("grpcurl-bin")
     (directory / "grpcurl").symlink_to(binary)
     return directory
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:

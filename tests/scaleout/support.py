@@ -4,7 +4,6 @@ and reading what Redis holds (to check that nothing was lost or done twice)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -22,6 +21,8 @@ from taskservice_client.testing import running_worker
 
 from taskservice.domain.model import RequestState, TaskRecord
 from taskservice.store.redis import RedisTaskStore
+
+from ..processes import clean_env
 
 WAIT = 20.0
 """Bound of every wait, in seconds: a failure, never a duration the tests rely on."""
@@ -162,7 +163,7 @@ class ServiceProcess:
         self.port = port
         self.target = f"127.0.0.1:{port}"
         self.log = log
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
+        env = clean_env()
         command = [sys.executable, "-m", "taskservice", "serve", "--no-mcp"]
         command += ["--grpc-listen", self.target, "--store", store_url, "--log-level", "warning"]
         with log.open("wb") as out:

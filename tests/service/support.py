@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import socket
 import sys
 from collections.abc import Awaitable
 from pathlib import Path
@@ -31,6 +29,8 @@ from taskservice_client._proto.mcptasks.v1 import (
     task_service_pb2,
     task_service_pb2_grpc,
 )
+
+from ..processes import clean_env
 
 pb = task_service_pb2
 bpb = bridge_service_pb2
@@ -61,13 +61,6 @@ TOOL_RESULT: dict[str, Any] = {"content": [{"type": "text", "text": "done"}], "i
 
 S = TypeVar("S")
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def to_struct(data: dict[str, Any]) -> struct_pb2.Struct:
@@ -284,13 +277,6 @@ class Clients:
 # ------------------------------------------------------------------ `taskservice serve`
 
 
-def serve_env(**variables: str) -> dict[str, str]:
-    """The environment of a `taskservice` subprocess: ours without TASKSERVICE_*, plus `variables`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
-    env.update(variables)
-    return env
-
-
 class ServeProcess:
     """`python -m taskservice serve ...` as a subprocess, its stderr kept in a file."""
 
@@ -310,7 +296,7 @@ class ServeProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=stderr,
-                env=env if env is not None else serve_env(),
+                env=env if env is not None else clean_env(),
             )
         return cls(process, log)
 

@@ -16,7 +16,8 @@ from grpc_health.v1 import health_pb2
 
 from taskservice import cli
 
-from .support import TASK_SERVICE, Clients, ServeProcess, free_port, serve_env
+from ..processes import clean_env, free_port
+from .support import TASK_SERVICE, Clients, ServeProcess
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +62,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tup
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
-                env=serve_env(TASKSERVICE_STATE_DIR=str(tmp / "state"), **dict(case.env)),
+                env=clean_env(TASKSERVICE_STATE_DIR=str(tmp / "state"), **dict(case.env)),
             )
             for name, case in cases.items()
         }
@@ -145,7 +146,7 @@ def test_main_refuses_a_bad_setting_with_one_line(
 async def test_env_twins_alone_configure_serve_and_sigterm_exits_0(tmp_path: Path) -> None:
     port = free_port()
     db = tmp_path / "from-env" / "tasks.db"
-    env = serve_env(
+    env = clean_env(
         TASKSERVICE_GRPC_LISTEN=f"127.0.0.1:{port}",
         TASKSERVICE_STORE=f"sqlite:///{db}",
         TASKSERVICE_NO_MCP="1",

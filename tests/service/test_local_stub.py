@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import pytest
+from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2_grpc, task_pb2
 
 from taskservice.grpc_api.local import LocalStub
 from taskservice.testing import RunningService
 
-from .support import OWNER, Clients, bounded, bpb, rich, rpc_error
+from .support import OWNER, Clients, bounded, bpb, rich, rpc_error, to_dict
 
 if TYPE_CHECKING:
     from taskservice_client._proto.mcptasks.v1.bridge_service_pb2_grpc import BridgeServiceAsyncStub as Stub
@@ -47,11 +48,13 @@ async def _drain(stream: AsyncIterable[Any]) -> None:
 
 
 async def test_unary_calls_answer_alike(clients: Clients, local: Stub, worker_id: str, task_id: str) -> None:
-    for stub in (clients.bridge, local):
-        found = await bounded(stub.LookupTask(bpb.LookupTaskRequest(owner=OWNER, task_id=task_id)))
-        assert found.task.task_id == task_id
-        tools = await bounded(stub.ListTools(bpb.ListToolsRequest()))
-        assert [t.name for t in tools.tools] == ["echo"]
+    lookup = bpb.LookupTaskRequest(owner=OWNER, task_id=task_id)
+    found = await bounded(local.LookupTask(lookup))
+    assert found.task.task_id == task_id
+    assert found == await bounded(clients.bridge.LookupTask(lookup))
+    tools = await bounded(local.ListTools(bpb.ListToolsRequest()))
+    assert [t.name for t in tools.tools] == ["echo"]
+    assert tools == await bounded(clients.bridge.ListTools(bpb.ListToolsRequest()))
     created = await bounded(local.CreateTask(bpb.CreateTaskRequest(owner=OWNER, tool_name="echo")))
     # What the in-process stub stored, a channel reads back.
     assert (await clients.lookup(created.task.task_id)) == created.task
@@ -84,8 +87,16 @@ async def test_a_stream_delivers_then_ends_with_the_outcome(
     first = await bounded(anext(events))
     assert first.task.task_id == task_id
     await clients.complete(task_id, {"content": []})
-    rest = [event.WhichOneof("event") async for event in events]
-    assert rest[-1] == "outcome"
+
+    async def rest() -> list[Any]:
+        return [event async for event in events]  # ends by itself after the outcome
+
+    last = (await bounded(rest()))[-1]
+    assert last.WhichOneof("event") == "outcome"
+    assert last.outcome.task.status == task_pb2.TASK_STATUS_COMPLETED
+    assert to_dict(last.outcome.result)["content"] == []
+    # The same outcome as a stream over a channel ends with.
+    assert last.outcome == (await clients.events(task_id).rest())[-1].outcome
 
 
 async def test_a_deadline_ends_a_waiting_stream_with_deadline_exceeded(
@@ -109,8 +120,13 @@ async def test_shutdown_ends_an_in_process_stream_with_unavailable(
             seen.append(task)
 
     following = asyncio.ensure_future(follow())
-    while not seen:
-        await bounded(asyncio.sleep(0.01))
+
+    async def first_message() -> None:
+        while not seen:
+            assert not following.done(), following  # it ended (or failed) before its first message
+            await asyncio.sleep(0.01)
+
+    await bounded(first_message())
     assert len(svc.server.streams) == 1
     await asyncio.wait_for(svc.server.streams.close_all(), 1.0)
     error = await rpc_error(asyncio.wait_for(following, 1.0))
@@ -142,6 +158,20 @@ async def test_an_unexpected_exception_is_unknown_as_over_grpc() -> None:
     error = await rpc_error(stub.LookupTask(bpb.LookupTaskRequest()))
     assert error.code() is grpc.StatusCode.UNKNOWN
     assert "RuntimeError: a bug" in (error.details() or "")
+
+    # The same servicer behind a real server: gRPC answers the same code.
+    server = grpc.aio.server()
+    bridge_service_pb2_grpc.add_BridgeServiceServicer_to_server(cast("Any", _BrokenServicer()), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            over_grpc = cast("Stub", bridge_service_pb2_grpc.BridgeServiceStub(channel))
+            expected = await rpc_error(over_grpc.LookupTask(bpb.LookupTaskRequest()))
+    finally:
+        await server.stop(None)
+    assert error.code() is expected.code()
+    assert "a bug" in (expected.details() or "")
 
 
 def test_client_streaming_methods_are_refused() -> None:

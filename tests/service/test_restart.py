@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from taskservice_client._proto.mcptasks.v1 import task_pb2
 
+from ..processes import free_port
 from .support import (
     ELICIT_ANSWER,
     OWNER,
@@ -17,7 +18,6 @@ from .support import (
     ServeProcess,
     bounded,
     bpb,
-    free_port,
     pb,
     to_dict,
 )

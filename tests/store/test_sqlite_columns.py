@@ -1,5 +1,6 @@
 """SQLite: an update writes only the indexed columns that changed, and they stay equal to the body;
-a read decodes a stored body only when it is not the one the store last read or wrote."""
+a read (of a task or a worker) decodes a stored body only when it is not the one the store last
+read or wrote."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from taskservice.domain.errors import TaskNotFound
-from taskservice.domain.model import Dispatch, TaskRecord, TaskStatus
+from taskservice.domain.model import Dispatch, TaskRecord, TaskStatus, ToolSpec, WorkerRecord
 from taskservice.store.sqlite import SqliteTaskStore
 
 COLUMNS = "owner, created_at, expires_at, dispatch, tool_name, worker_id, lease_expires_at"
@@ -121,6 +122,35 @@ async def test_reads_decode_each_stored_body_once_and_see_every_write(tmp_path: 
         assert changed.status_message == "two!"
         assert await store.delete_task("t1")
         assert await store.get_task("t1") is None
+    finally:
+        await store.close()
+
+
+async def test_worker_reads_decode_each_stored_body_once_and_see_every_write(tmp_path: Path) -> None:
+    """Workers go through the same cache: read again, the record decoded before; written by
+    another connection, the new body; deleted, gone."""
+    path = tmp_path / "tasks.db"
+    store = SqliteTaskStore(path)
+    worker = WorkerRecord("w1", "one", (ToolSpec("echo"),), max_concurrent_tasks=2, lease_expires_at=5)
+    try:
+        await store.put_worker(worker)
+        first = await store.get_worker("w1")
+        assert first is worker  # the body it wrote: the record it wrote
+        assert await store.list_workers() == [worker]
+        assert (await store.list_workers())[0] is worker
+        beat = dataclasses.replace(worker, lease_expires_at=9)
+        await store.put_worker(beat)
+        assert await store.get_worker("w1") is beat
+        behind = dataclasses.replace(beat, name="renamed", lease_expires_at=12)
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE workers SET body = ? WHERE worker_id = 'w1'", (json.dumps(behind.to_json()),))
+        decoded = await store.get_worker("w1")
+        assert decoded == behind
+        assert await store.get_worker("w1") is decoded
+        assert await store.list_workers() == [behind]
+        await store.delete_worker("w1")
+        assert await store.get_worker("w1") is None
+        assert await store.list_workers() == []
     finally:
         await store.close()
 
