@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import grpc
 import pytest
 from google.protobuf import struct_pb2
@@ -20,7 +21,8 @@ from taskservice_client._convert import (
     value_to_python,
 )
 from taskservice_client._errors import translate
-from taskservice_client._proto.mcptasks.v1 import task_pb2
+from taskservice_client._proto.mcptasks.v1 import task_pb2, task_service_pb2
+from taskservice_client._worker import _Running
 
 
 def test_struct_round_trip_keeps_ints_ints() -> None:
@@ -163,3 +165,34 @@ def test_load_worker(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_worker("my_worker_mod:make").target == "127.0.0.1:2"
     with pytest.raises(TypeError, match=r"not a taskservice_client\.Worker"):
         load_worker("my_worker_mod:other")
+
+
+async def test_a_finished_run_leaves_a_newer_run_of_the_same_task_in_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A task offered again with a new lease while an older run still ends: the older run's end
+    removes its own entry only, so the newer run still counts against max_concurrent_tasks and
+    still gets its heartbeats and cancellation."""
+    worker = Worker("127.0.0.1:1")
+    worker._idle = anyio.Event()
+    worker.tool()(_noop_tool)
+    tool = worker.tools["_noop_tool"]
+    task = task_pb2.Task(task_id="t1", status=task_pb2.TASK_STATUS_WORKING)
+    old = _Running(task_service_pb2.Assignment(task=task, lease_id="lease-1"), tool)
+    new = _Running(task_service_pb2.Assignment(task=task, lease_id="lease-2"), tool)
+    worker._running["t1"] = new  # the new offer replaced the old run's entry
+
+    async def run_entry(client: Any, worker_id: str, entry: Any) -> None:
+        return None
+
+    monkeypatch.setattr(worker, "_run_entry", run_entry)
+    await worker._run_task(None, "w1", old)  # type: ignore[arg-type]
+    assert worker._running == {"t1": new}
+    assert not worker._idle.is_set()
+    await worker._run_task(None, "w1", new)  # type: ignore[arg-type]
+    assert worker._running == {}
+    assert worker._idle.is_set()
+
+
+async def _noop_tool(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+    return ""

@@ -537,7 +537,9 @@ class Worker:
         except Exception:
             log.exception("task %s: unexpected error in the worker", entry.task_id)
         finally:
-            self._running.pop(entry.task_id, None)
+            # Only this run's entry: the task may have come back with a new lease meanwhile.
+            if self._running.get(entry.task_id) is entry:
+                del self._running[entry.task_id]
             if not self._running and self._idle is not None:
                 self._idle.set()
 
