@@ -121,6 +121,13 @@ breaking() {
     echo "note: no main branch in this clone; buf breaking skipped"
     return 0
   fi
+  case $against in
+    *depth=*) ;;
+    .git\#*)
+      # buf clones a git input 50 commits deep by default: the ref compared with may be older.
+      against="$against,depth=$(git rev-list --count --all)"
+      ;;
+  esac
   echo "buf breaking --against '$against'"
   buf breaking --against "$against"
 }
