@@ -19,7 +19,6 @@ replica runs) deletes expired tasks.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import AsyncGenerator, Iterator
 from typing import cast
 from urllib.parse import urlsplit
@@ -116,7 +115,7 @@ class RedisTaskStore(TaskStore):
             def change(task: TaskRecord) -> TaskRecord:
                 if task.status.is_terminal:
                     raise errors.InvalidTransition(task_id, task.status.value, "store a result")
-                return dataclasses.replace(task, result=data)
+                return task.replace(result=data)
 
             await self.manager.get_task(task_id)  # an expired task is not found
             await self.manager.store.update_task(task_id, change)

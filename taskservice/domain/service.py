@@ -195,7 +195,7 @@ class TaskManager:
     # -------------------------------------------------------- status changes
 
     def _changed(self, task: TaskRecord, **changes: object) -> TaskRecord:
-        return dataclasses.replace(task, last_updated_at=self.clock(), **changes)  # type: ignore[arg-type]
+        return task.replace(last_updated_at=self.clock(), **changes)
 
     def _require(self, task: TaskRecord, status: TaskStatus, wanted: str) -> None:
         if not can_transition(task.status, status):
@@ -346,8 +346,7 @@ class TaskManager:
                 sequence=len(task.requests) + 1,
                 created_at=now,
             )
-            return dataclasses.replace(
-                task,
+            return task.replace(
                 status=TaskStatus.INPUT_REQUIRED,
                 requests=(*task.requests, request),
                 last_updated_at=now,
@@ -630,8 +629,7 @@ class TaskManager:
         def change(task: TaskRecord) -> TaskRecord:
             if task.dispatch is not Dispatch.QUEUED or task.status.is_terminal:
                 return task
-            return dataclasses.replace(
-                task,
+            return task.replace(
                 dispatch=Dispatch.OFFERED,
                 worker_id=worker.worker_id,
                 lease_id=lease_id,
@@ -658,8 +656,8 @@ class TaskManager:
             self._held(task, worker_id, lease_id)
             if task.dispatch is Dispatch.RUNNING:
                 return task
-            return dataclasses.replace(
-                task, dispatch=Dispatch.RUNNING, lease_expires_at=worker.lease_expires_at
+            return task.replace(
+                dispatch=Dispatch.RUNNING, lease_expires_at=worker.lease_expires_at
             )
 
         return await self.store.update_task(task_id, change)
@@ -667,8 +665,8 @@ class TaskManager:
     async def release(self, worker_id: str, task_id: str, lease_id: str) -> TaskRecord:
         def change(task: TaskRecord) -> TaskRecord:
             self._held(task, worker_id, lease_id)
-            return dataclasses.replace(
-                task, dispatch=Dispatch.QUEUED, worker_id="", lease_id="", lease_expires_at=0
+            return task.replace(
+                dispatch=Dispatch.QUEUED, worker_id="", lease_id="", lease_expires_at=0
             )
 
         task = await self.store.update_task(task_id, change)
@@ -682,10 +680,10 @@ class TaskManager:
             if task.worker_id != worker_id or task.dispatch not in (Dispatch.OFFERED, Dispatch.RUNNING):
                 return task
             if task.status.is_terminal:
-                return dataclasses.replace(task, dispatch=Dispatch.DONE)
+                return task.replace(dispatch=Dispatch.DONE)
             if task.dispatch is Dispatch.OFFERED or task.retry_safe:
-                return dataclasses.replace(
-                    task, dispatch=Dispatch.QUEUED, worker_id="", lease_id="", lease_expires_at=0
+                return task.replace(
+                    dispatch=Dispatch.QUEUED, worker_id="", lease_id="", lease_expires_at=0
                 )
             return self._changed(
                 task,
