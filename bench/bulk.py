@@ -60,26 +60,22 @@ def sample(task: TaskRecord) -> list[str]:
 
 def fill_sqlite(path: Path, count: int, wanted: int, seed: int = 1) -> list[list[str]]:
     """Store `count` tasks in a new SQLite store; return `wanted` samples of them."""
-    from taskservice.store.sqlite import SqliteTaskStore
+    from taskservice.store.sqlite import INSERT_TASK, SqliteTaskStore, insert_row
 
     store = SqliteTaskStore(path)
     db = store._db
-    insert = (
-        "INSERT INTO tasks (owner, created_at, expires_at, dispatch, tool_name, worker_id,"
-        " lease_expires_at, body, task_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    )
     db.execute("BEGIN")
     batch: list[tuple[object, ...]] = []
     chosen, out = pick(count, wanted, seed), []
     for index, task in enumerate(records(count, seed)):
         if index in chosen:
             out.append(sample(task))
-        batch.append(store._row(task))
+        batch.append(insert_row(task))
         if len(batch) >= BATCH:
-            db.executemany(insert, batch)
+            db.executemany(INSERT_TASK, batch)
             batch.clear()
     if batch:
-        db.executemany(insert, batch)
+        db.executemany(INSERT_TASK, batch)
     db.execute("COMMIT")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     asyncio.run(store.close())
@@ -133,7 +129,8 @@ def fill_redis(url: str, count: int, wanted: int, seed: int = 1) -> list[list[st
     The keys and index entries are the store's own (its `_key` and `_reindex`), sent as raw
     RESP over one socket: redis-py's pipeline would take most of the setup time.
     """
-    from taskservice.store.redis import EXPIRY_GRACE_MS, RedisTaskStore, _dumps
+    from taskservice.store.base import encode_json
+    from taskservice.store.redis import EXPIRY_GRACE_MS, RedisTaskStore
 
     chosen, out = pick(count, wanted, seed), []
     parts = urlsplit(url)
@@ -148,7 +145,9 @@ def fill_redis(url: str, count: int, wanted: int, seed: int = 1) -> list[list[st
                 if index in chosen:
                     out.append(sample(task))
                 commands.set(
-                    store._key("task", task.task_id), _dumps(task.to_json()), px=task.ttl_ms + EXPIRY_GRACE_MS
+                    store._key("task", task.task_id),
+                    encode_json(task.to_json()),
+                    px=task.ttl_ms + EXPIRY_GRACE_MS,
                 )
                 store._reindex(commands, None, task)  # type: ignore[arg-type]  # records what it would send
                 if commands.count >= BATCH:

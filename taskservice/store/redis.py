@@ -49,6 +49,7 @@ from taskservice.store.base import (
     LocalSubscription,
     TaskChange,
     TaskCursor,
+    encode_json,
     redacted_url,
     task_key,
 )
@@ -73,10 +74,6 @@ MAX_ATTEMPTS = 64
 _RECONNECTED = "\x00reconnected"
 
 _WORKER_DISPATCH = (Dispatch.OFFERED, Dispatch.RUNNING)
-
-
-def _dumps(data: object) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 def _text(value: object) -> str:
@@ -302,7 +299,7 @@ class RedisTaskStore:
             updated = decide(current)
             if updated is current:
                 return current, current
-            body = None if updated is None else _dumps(updated.to_json())
+            body = None if updated is None else encode_json(updated.to_json())
             moved = 0 if current is None or updated is None else updated.expires_at - current.expires_at
             remaining = await pipe.pttl(key) if moved else 0
             _begin(pipe)
@@ -406,7 +403,7 @@ class RedisTaskStore:
 
     async def put_worker(self, worker: WorkerRecord) -> None:
         async with self._guard():
-            await self._client.hset(self._workers, worker.worker_id, _dumps(worker.to_json()))
+            await self._client.hset(self._workers, worker.worker_id, encode_json(worker.to_json()))
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None:
         async with self._guard():

@@ -1,10 +1,19 @@
 """`sqlite:///path`: the embedded default, durable for one service process.
 
+The store owns its file: from open to close it holds SQLite's exclusive lock
+(`locking_mode=EXCLUSIVE`), so no other process or connection reads or writes
+the file meanwhile, and a second service started on the same file fails at
+start instead of splitting the tasks with the first one (its waiters would never
+hear of the first one's changes). Nothing changes a row behind the store's
+back, so the records it last read or wrote are the stored ones: a read of a
+task it knows is a dictionary lookup, and a change is one UPDATE of the record
+it knows, with no BEGIN, SELECT or COMMIT around it.
+
 Statements run synchronously on the event loop: each is a few microseconds on
-a local file, there is no await inside a transaction (so a read-modify-write
-is atomic in this process without locks), and it avoids a thread hop per call.
-WAL with synchronous=NORMAL: a commit survives the process being killed;
-the WAL is fsynced at checkpoints.
+a local file, there is no await between reading a record and writing its change
+(so a read-modify-write is atomic in this process without locks), and it avoids
+a thread hop per call. WAL with synchronous=NORMAL: a commit survives the process
+being killed; the WAL is fsynced at checkpoints.
 """
 
 from __future__ import annotations
@@ -17,9 +26,12 @@ from typing import Any, Generic, TypeVar
 
 from taskservice.domain.errors import StoreUnavailable, TaskNotFound
 from taskservice.domain.model import Dispatch, TaskRecord, WorkerRecord
-from taskservice.store.base import LocalChangeFeed, TaskChange, TaskCursor, task_key
+from taskservice.store.base import LocalChangeFeed, TaskChange, TaskCursor, encode_json, task_key
 
 SCHEMA_VERSION = 1
+
+# How long opening waits for a file another process holds, before it says so.
+OPEN_TIMEOUT = 2.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -45,10 +57,6 @@ CREATE TABLE IF NOT EXISTS workers (
 """
 
 
-def _dumps(data: object) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-
-
 # The columns besides the body, which the indexes use; in the order of `_indexed`.
 _INDEXED = ("owner", "created_at", "expires_at", "dispatch", "tool_name", "worker_id", "lease_expires_at")
 
@@ -65,93 +73,128 @@ def _indexed(task: TaskRecord) -> tuple[object, ...]:
     )
 
 
-def _update(
-    task_id: str, current: TaskRecord, updated: TaskRecord, body: str
-) -> tuple[str, tuple[object, ...]]:
+INSERT_TASK = (
+    "INSERT INTO tasks (owner, created_at, expires_at, dispatch, tool_name, worker_id,"
+    " lease_expires_at, body, task_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def insert_row(task: TaskRecord) -> tuple[object, ...]:
+    """The parameters of INSERT_TASK for `task`."""
+    return (*_indexed(task), encode_json(task.to_json()), task.task_id)
+
+
+_UPDATES: dict[tuple[int, ...], str] = {}  # the UPDATE statement for each set of changed columns
+
+
+def _update(current: TaskRecord, updated: TaskRecord, body: str) -> tuple[str, tuple[object, ...]]:
     """The UPDATE of a task's row from `current` to `updated`: the body and the indexed columns that
     changed. Only those: SQLite rewrites the entries of every index on a column the SET names,
     changed or not (a new status message would touch four indexes)."""
-    changed = [
-        (column, new)
-        for column, old, new in zip(_INDEXED, _indexed(current), _indexed(updated), strict=True)
-        if old != new
-    ]
-    assignments = "".join(f"{column} = ?, " for column, _ in changed)
-    sql = f"UPDATE tasks SET {assignments}body = ? WHERE task_id = ?"
-    return sql, (*(new for _, new in changed), body, task_id)
+    old, new = _indexed(current), _indexed(updated)
+    if old == new:  # the usual change: a status message, a request, a result
+        changed: tuple[int, ...] = ()
+    else:
+        changed = tuple(index for index in range(len(_INDEXED)) if old[index] != new[index])
+    sql = _UPDATES.get(changed)
+    if sql is None:
+        assignments = "".join(f"{_INDEXED[index]} = ?, " for index in changed)
+        sql = _UPDATES[changed] = f"UPDATE tasks SET {assignments}body = ? WHERE task_id = ?"
+    return sql, (*(new[index] for index in changed), body, updated.task_id)
 
 
-# How many tasks' last-seen bodies (and the records they decode to) a store keeps, and the
-# largest body it keeps one for.
-DECODED_TASKS = 1024
-DECODED_BODY_MAX = 32_768
+# How many tasks (and workers) a store keeps the records of, and the largest body it keeps one for.
+KNOWN_TASKS = 1024
+KNOWN_BODY_MAX = 32_768
 
 R = TypeVar("R")
 
 
-class _Decoded(Generic[R]):
-    """Records by id with the stored body each came from, the most recently stored last.
+class _Known(Generic[R]):
+    """The stored records by id, for the ones read or written most recently (the last one last).
 
     Every change is read back by each of its waiters (a task's: a worker's Elicit, the
-    bridge's event and status streams; a worker's: its assignment stream, each Ack):
-    records are immutable, so an unchanged body needs no second decoding.
+    bridge's event and status streams; a worker's: its assignment stream, each Ack), and
+    the store is the file's only writer: a record it knows needs no query and no decoding.
+    Records are immutable, so the one kept is the one handed out.
     """
 
     def __init__(self, from_json: Callable[[Any], R], limit: int) -> None:
         self._from_json = from_json
         self._limit = limit
-        self._kept: dict[str, tuple[str, R]] = {}
+        self._kept: dict[str, R] = {}
 
     def __len__(self) -> int:
         return len(self._kept)
 
-    def seen(self, key: str) -> tuple[str, R] | None:
+    def get(self, key: str) -> R | None:
         return self._kept.get(key)
 
-    def decode(self, key: str, body: str) -> R:
-        """The record `body` holds, decoded once per body."""
-        seen = self._kept.get(key)
-        if seen is not None and seen[0] == body:
-            return seen[1]
+    def decode(self, key: str, body: str, *, keep: bool = True) -> R:
+        """The record stored as `body`: the one kept, or decoded (and kept, unless `keep=False`)."""
+        known = self._kept.get(key)
+        if known is not None:
+            return known
         record = self._from_json(json.loads(body))
-        self.remember(key, body, record)
+        if keep:
+            self.remember(key, body, record)
         return record
 
     def remember(self, key: str, body: str, record: R) -> None:
         kept = self._kept
         kept.pop(key, None)
-        if len(body) <= DECODED_BODY_MAX:
-            kept[key] = (body, record)
+        if len(body) <= KNOWN_BODY_MAX:
+            kept[key] = record
             if len(kept) > self._limit:
                 del kept[next(iter(kept))]  # the least recently stored
 
     def forget(self, key: str) -> None:
         self._kept.pop(key, None)
 
+    def clear(self) -> None:
+        self._kept.clear()
+
 
 class SqliteTaskStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.changes = LocalChangeFeed()
-        self._decoded = _Decoded(TaskRecord.from_json, DECODED_TASKS)
-        self._workers = _Decoded(WorkerRecord.from_json, DECODED_TASKS)
+        self._known = _Known(TaskRecord.from_json, KNOWN_TASKS)
+        self._workers = _Known(WorkerRecord.from_json, KNOWN_TASKS)
+        db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=OPEN_TIMEOUT
+            )
+            # Before the first access: held from the first write below until close, and WAL
+            # then keeps its index in this process (no shared-memory file, no lock calls per
+            # transaction).
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreUnavailable(
                     f"{self.path} was written by a newer taskservice (schema {version})"
                 )
-            self._db.executescript(SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open SQLite store {str(self.path)!r}: {exc}") from exc
+            db.executescript(SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # a write: takes the lock now
+        except (sqlite3.Error, OSError, StoreUnavailable) as exc:
+            if db is not None:
+                db.close()
+            if isinstance(exc, StoreUnavailable):
+                raise
+            why = str(exc)
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in why:
+                why = "another process has it open (is a taskservice already running on it?)"
+            raise StoreUnavailable(f"cannot open SQLite store {str(self.path)!r}: {why}") from exc
+        assert db is not None
+        self._db = db
 
     async def close(self) -> None:
+        self._known.clear()
+        self._workers.clear()
         self._db.close()
 
     async def ping(self) -> None:
@@ -180,85 +223,47 @@ class SqliteTaskStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
 
-    def _row(self, task: TaskRecord) -> tuple[object, ...]:
-        return (*_indexed(task), _dumps(task.to_json()), task.task_id)
-
     def _tasks(self, sql: str, params: Iterable[object] = (), *, keep: bool = True) -> list[TaskRecord]:
         """The tasks a query of `task_id, body` finds. `keep=False` for tasks read once (a list
-        page): decoded without the cache, so that they do not push the busy tasks out of it."""
+        page): the ones not known are not kept, so that they do not push the busy tasks out."""
         rows = self._all(sql, tuple(params))
-        if not keep:
-            return [TaskRecord.from_json(json.loads(body)) for _, body in rows]
-        return [self._decoded.decode(task_id, body) for task_id, body in rows]
+        return [self._known.decode(task_id, body, keep=keep) for task_id, body in rows]
+
+    def _task(self, task_id: str) -> TaskRecord | None:
+        known = self._known.get(task_id)
+        if known is not None:
+            return known
+        row = self._one("SELECT body FROM tasks WHERE task_id = ?", (task_id,))
+        return None if row is None else self._known.decode(task_id, row[0])
 
     async def insert_task(self, task: TaskRecord) -> None:
-        row = self._row(task)
+        row = insert_row(task)
         try:
-            self._db.execute(
-                "INSERT INTO tasks (owner, created_at, expires_at, dispatch, tool_name, worker_id,"
-                " lease_expires_at, body, task_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
+            self._db.execute(INSERT_TASK, row)
         except sqlite3.IntegrityError as exc:
             raise ValueError(f"task {task.task_id!r} exists") from exc
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
-        self._decoded.remember(task.task_id, str(row[-2]), task)
+        self._known.remember(task.task_id, str(row[-2]), task)
         self.changes.publish_now((task_key(task.task_id),))
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
-        row = self._one("SELECT body FROM tasks WHERE task_id = ?", (task_id,))
-        return None if row is None else self._decoded.decode(task_id, row[0])
+        return self._task(task_id)
 
     async def update_task(self, task_id: str, change: TaskChange) -> TaskRecord:
-        seen = self._decoded.seen(task_id)
-        if seen is not None:
-            done = self._update_seen(task_id, change, *seen)
-            if done is not None:
-                return done
-        db = self._db
-        self._write("BEGIN IMMEDIATE")
-        try:
-            row = db.execute("SELECT body FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-            if row is None:
-                raise TaskNotFound(task_id)
-            current = self._decoded.decode(task_id, row[0])
-            updated = change(current)
-            body = None
-            if updated is not current:
-                body = _dumps(updated.to_json())
-                db.execute(*_update(task_id, current, updated, body))
-            db.execute("COMMIT")
-        except BaseException as exc:
-            db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreUnavailable(f"SQLite store: {exc}") from exc
-            raise
-        if body is not None:
-            self._decoded.remember(task_id, body, updated)
-            self.changes.publish_now((task_key(task_id),))
-        return updated
-
-    def _update_seen(
-        self, task_id: str, change: TaskChange, body: str, current: TaskRecord
-    ) -> TaskRecord | None:
-        """The change applied to the body this store last read or wrote, in one statement that
-        succeeds only if that body is still the stored one (no BEGIN, SELECT and COMMIT around it).
-
-        None when that cannot decide it: the body changed meanwhile, or the change made no
-        write (it refused, or changed nothing); `update_task` then decides on the stored record.
-        """
-        try:
-            updated = change(current)
-        except Exception:
-            return None
+        current = self._task(task_id)
+        if current is None:
+            raise TaskNotFound(task_id)
+        updated = change(current)
         if updated is current:
-            return None
-        new_body = _dumps(updated.to_json())
-        sql, params = _update(task_id, current, updated, new_body)
-        if self._write(sql + " AND body = ?", (*params, body)) != 1:
-            return None
-        self._decoded.remember(task_id, new_body, updated)
+            return current
+        body = encode_json(updated.to_json())
+        if self._write(*_update(current, updated, body)) != 1:
+            # The row is gone, which only this store does (it forgets what it deletes):
+            # never keep a record that is not stored.
+            self._known.forget(task_id)
+            raise TaskNotFound(task_id)
+        self._known.remember(task_id, body, updated)
         self.changes.publish_now((task_key(task_id),))
         return updated
 
@@ -278,7 +283,7 @@ class SqliteTaskStore:
 
     async def delete_task(self, task_id: str) -> bool:
         deleted = self._write("DELETE FROM tasks WHERE task_id = ?", (task_id,))
-        self._decoded.forget(task_id)
+        self._known.forget(task_id)
         if deleted:
             self.changes.publish_now((task_key(task_id),))
         return bool(deleted)
@@ -287,7 +292,7 @@ class SqliteTaskStore:
         rows = self._all("DELETE FROM tasks WHERE expires_at <= ? RETURNING task_id", (now_ms,))
         ids = [row[0] for row in rows]
         for task_id in ids:
-            self._decoded.forget(task_id)
+            self._known.forget(task_id)
         if ids:
             self.changes.publish_now(task_key(task_id) for task_id in ids)
         return ids
@@ -317,7 +322,7 @@ class SqliteTaskStore:
         )
 
     async def put_worker(self, worker: WorkerRecord) -> None:
-        body = _dumps(worker.to_json())
+        body = encode_json(worker.to_json())
         self._write(
             "INSERT INTO workers (worker_id, body) VALUES (?, ?)"
             " ON CONFLICT (worker_id) DO UPDATE SET body = excluded.body",
@@ -326,6 +331,9 @@ class SqliteTaskStore:
         self._workers.remember(worker.worker_id, body, worker)
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None:
+        known = self._workers.get(worker_id)
+        if known is not None:
+            return known
         row = self._one("SELECT body FROM workers WHERE worker_id = ?", (worker_id,))
         return None if row is None else self._workers.decode(worker_id, row[0])
 

@@ -1,6 +1,6 @@
 """SQLite: an update writes only the indexed columns that changed, and they stay equal to the body;
-a read (of a task or a worker) decodes a stored body only when it is not the one the store last
-read or wrote."""
+the store owns its file (no other connection reads or writes it while the store is open), so a
+task or worker it read or wrote before is read again with no statement, and a change is one."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from taskservice.domain.errors import TaskNotFound
+from taskservice.domain.errors import StoreUnavailable, TaskNotFound
 from taskservice.domain.model import Dispatch, TaskRecord, TaskStatus, ToolSpec, WorkerRecord
+from taskservice.store.base import encode_json
 from taskservice.store.sqlite import SqliteTaskStore
 
 COLUMNS = "owner, created_at, expires_at, dispatch, tool_name, worker_id, lease_expires_at"
@@ -33,10 +34,10 @@ def record(**changes: object) -> TaskRecord:
     return dataclasses.replace(task, **changes)  # type: ignore[arg-type]
 
 
-def stored(path: Path, task_id: str) -> tuple[tuple[object, ...], TaskRecord]:
-    """The row's indexed columns, and the record its body holds (read with a connection of its own)."""
-    with sqlite3.connect(path) as db:
-        row = db.execute(f"SELECT {COLUMNS}, body FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+def stored(store: SqliteTaskStore, task_id: str) -> tuple[tuple[object, ...], TaskRecord]:
+    """The row's indexed columns, and the record its body holds, decoded here: what the file holds,
+    whatever the store keeps in memory (read on its connection, the only one the file admits)."""
+    row = store._db.execute(f"SELECT {COLUMNS}, body FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
     return tuple(row[:-1]), TaskRecord.from_json(json.loads(row[-1]))
 
 
@@ -71,7 +72,7 @@ async def test_every_kind_of_update_keeps_the_columns_equal_to_the_body(tmp_path
         ]
         for step in steps:
             updated = await store.update_task("t1", lambda t, step=step: dataclasses.replace(t, **step))  # type: ignore[misc]
-            row, body = stored(path, "t1")
+            row, body = stored(store, "t1")
             assert body == updated
             assert row == columns_of(updated), step
             assert await store.get_task("t1") == updated
@@ -99,55 +100,65 @@ async def test_index_queries_follow_column_updates(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_reads_decode_each_stored_body_once_and_see_every_write(tmp_path: Path) -> None:
-    """Reads skip decoding a body they decoded (or wrote) before, and never miss a newer one,
-    even one written by another connection."""
+def statements_of(store: SqliteTaskStore) -> list[str]:
+    """The statements the store's connection runs from now on."""
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    return statements
+
+
+async def test_a_task_the_store_knows_is_read_with_no_statement(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
     store = SqliteTaskStore(path)
     try:
         await store.insert_task(record())
+        statements = statements_of(store)
+        assert await store.get_task("t1") == record()
+        updated = await store.update_task("t1", lambda t: t.replace(status_message="one"))
+        assert await store.get_task("t1") is updated  # the (immutable) record written, no query
+        assert [s.split()[0] for s in statements] == ["UPDATE"]
+        assert stored(store, "t1")[1] == updated
+    finally:
+        await store.close()
+    # One it does not know (here: after a restart) is read once, then known.
+    store = SqliteTaskStore(path)
+    try:
+        statements = statements_of(store)
         first = await store.get_task("t1")
-        assert first == record()
-        assert await store.get_task("t1") is first  # the same body: the same (immutable) record
-        updated = await store.update_task("t1", lambda t: dataclasses.replace(t, status_message="one"))
-        assert await store.get_task("t1") is updated
-        # Another writer changes the body behind the store's back: the next read decodes it.
-        other = dataclasses.replace(updated, status_message="two")
-        with sqlite3.connect(path) as db:
-            db.execute("UPDATE tasks SET body = ? WHERE task_id = 't1'", (json.dumps(other.to_json()),))
-        assert await store.get_task("t1") == other
-        changed = await store.update_task(
-            "t1", lambda t: dataclasses.replace(t, status_message=t.status_message + "!")
-        )
-        assert changed.status_message == "two!"
+        assert first == updated
+        assert await store.get_task("t1") is first
+        assert len(statements) == 1
+        assert statements[0].startswith("SELECT body FROM tasks")
+        changed = await store.update_task("t1", lambda t: t.replace(status_message=t.status_message + "!"))
+        assert changed.status_message == "one!"
         assert await store.delete_task("t1")
         assert await store.get_task("t1") is None
     finally:
         await store.close()
 
 
-async def test_worker_reads_decode_each_stored_body_once_and_see_every_write(tmp_path: Path) -> None:
-    """Workers go through the same cache: read again, the record decoded before; written by
-    another connection, the new body; deleted, gone."""
+async def test_a_worker_the_store_knows_is_read_with_no_statement(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
     store = SqliteTaskStore(path)
     worker = WorkerRecord("w1", "one", (ToolSpec("echo"),), max_concurrent_tasks=2, lease_expires_at=5)
     try:
         await store.put_worker(worker)
-        first = await store.get_worker("w1")
-        assert first is worker  # the body it wrote: the record it wrote
+        statements = statements_of(store)
+        assert await store.get_worker("w1") is worker  # the record it wrote, no query
+        assert statements == []
         assert await store.list_workers() == [worker]
         assert (await store.list_workers())[0] is worker
         beat = dataclasses.replace(worker, lease_expires_at=9)
         await store.put_worker(beat)
         assert await store.get_worker("w1") is beat
-        behind = dataclasses.replace(beat, name="renamed", lease_expires_at=12)
-        with sqlite3.connect(path) as db:
-            db.execute("UPDATE workers SET body = ? WHERE worker_id = 'w1'", (json.dumps(behind.to_json()),))
+    finally:
+        await store.close()
+    store = SqliteTaskStore(path)
+    try:
         decoded = await store.get_worker("w1")
-        assert decoded == behind
+        assert decoded == beat
         assert await store.get_worker("w1") is decoded
-        assert await store.list_workers() == [behind]
+        assert await store.list_workers() == [beat]
         await store.delete_worker("w1")
         assert await store.get_worker("w1") is None
         assert await store.list_workers() == []
@@ -155,27 +166,68 @@ async def test_worker_reads_decode_each_stored_body_once_and_see_every_write(tmp
         await store.close()
 
 
-async def test_the_decoded_records_kept_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("taskservice.store.sqlite.DECODED_TASKS", 3)
+async def test_no_other_connection_reads_or_writes_the_file_while_the_store_is_open(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    store = SqliteTaskStore(path)
+    try:
+        await store.insert_task(record())
+        with sqlite3.connect(path, timeout=0.1) as db:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                db.execute("SELECT body FROM tasks").fetchall()
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                db.execute("UPDATE tasks SET body = '{}'")
+        db.close()
+        # A second store (a second service on the same file) is refused, with one clear line.
+        with pytest.raises(StoreUnavailable) as refused:
+            SqliteTaskStore(path)
+        assert "another process has it open" in refused.value.message
+        assert str(path) in refused.value.message
+        assert "\n" not in refused.value.message
+        assert await store.get_task("t1") == record()  # the refused one took nothing from the first
+    finally:
+        await store.close()
+    # Closed, the file is anyone's again: committed, and readable by a plain connection.
+    with sqlite3.connect(path) as db:
+        (body,) = db.execute("SELECT body FROM tasks WHERE task_id = 't1'").fetchone()
+    db.close()
+    assert TaskRecord.from_json(json.loads(body)) == record()
+
+
+async def test_a_row_gone_under_a_known_task_is_not_found_and_forgotten(tmp_path: Path) -> None:
+    """Only the store deletes rows, and it forgets what it deletes; should a row vanish anyway, a
+    change of it is TaskNotFound and the record is not kept as if it were stored."""
+    store = SqliteTaskStore(tmp_path / "tasks.db")
+    try:
+        await store.insert_task(record())
+        store._db.execute("DELETE FROM tasks WHERE task_id = 't1'")
+        with pytest.raises(TaskNotFound):
+            await store.update_task("t1", lambda t: t.replace(status_message="gone"))
+        assert await store.get_task("t1") is None
+    finally:
+        await store.close()
+
+
+async def test_the_records_kept_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("taskservice.store.sqlite.KNOWN_TASKS", 3)
     store = SqliteTaskStore(tmp_path / "tasks.db")
     try:
         for index in range(10):
             await store.insert_task(record(task_id=f"t{index}", created_at=index))
             await store.get_task(f"t{index}")
-        assert len(store._decoded) == 3
+        assert len(store._known) == 3
         listed = await store.list_tasks("alice", None, 20)
         assert [task.task_id for task in listed] == [f"t{i}" for i in range(10)]
         assert await store.delete_expired_tasks(10**12) != []
-        assert len(store._decoded) == 0
+        assert len(store._known) == 0
     finally:
         await store.close()
 
 
-async def test_a_list_page_leaves_the_busy_tasks_decoded(
+async def test_a_list_page_leaves_the_busy_tasks_known(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A page of tasks/list is read once: its records do not push the busy ones out of the cache."""
-    monkeypatch.setattr("taskservice.store.sqlite.DECODED_TASKS", 3)
+    monkeypatch.setattr("taskservice.store.sqlite.KNOWN_TASKS", 3)
     store = SqliteTaskStore(tmp_path / "tasks.db")
     try:
         for index in range(10):
@@ -184,7 +236,7 @@ async def test_a_list_page_leaves_the_busy_tasks_decoded(
         listed = await store.list_tasks("alice", None, 20)
         assert [task.task_id for task in listed] == [f"t{i}" for i in range(10)]
         for task_id, record_read in busy.items():
-            assert await store.get_task(task_id) is record_read  # still the decoded record, not a new one
+            assert await store.get_task(task_id) is record_read  # still the record kept, not a new one
     finally:
         await store.close()
 
@@ -194,53 +246,12 @@ async def test_a_change_of_a_body_the_store_wrote_is_one_statement(tmp_path: Pat
     store = SqliteTaskStore(path)
     try:
         await store.insert_task(record())
-        statements: list[str] = []
-        store._db.set_trace_callback(statements.append)
-        updated = await store.update_task("t1", lambda t: dataclasses.replace(t, status_message="one"))
+        statements = statements_of(store)
+        updated = await store.update_task("t1", lambda t: t.replace(status_message="one"))
         store._db.set_trace_callback(None)
-        assert len(statements) == 1
-        assert statements[0].startswith("UPDATE tasks SET body = ")
-        assert stored(path, "t1")[1] == updated  # committed: another connection reads it
-    finally:
-        await store.close()
-
-
-async def test_a_change_applies_to_what_another_writer_stored(tmp_path: Path) -> None:
-    """The one-statement update succeeds only on the body it was computed from: after a write
-    behind the store's back, the change runs again on the stored record."""
-    path = tmp_path / "tasks.db"
-    store = SqliteTaskStore(path)
-    try:
-        await store.insert_task(record())
-        behind = record(status_message="behind", last_updated_at=5)
-        with sqlite3.connect(path) as db:
-            db.execute("UPDATE tasks SET body = ? WHERE task_id = 't1'", (json.dumps(behind.to_json()),))
-        updated = await store.update_task(
-            "t1", lambda t: dataclasses.replace(t, status_message=t.status_message + "+")
-        )
-        assert updated.status_message == "behind+"
-        assert stored(path, "t1")[1] == updated
-
-        # A change the store's own copy refuses may suit the stored record.
-        finished = dataclasses.replace(updated, status=TaskStatus.COMPLETED)
-        await store.update_task("t1", lambda t: finished)
-        with sqlite3.connect(path) as db:
-            db.execute("UPDATE tasks SET body = ? WHERE task_id = 't1'", (json.dumps(updated.to_json()),))
-
-        def only_if_working(task: TaskRecord) -> TaskRecord:
-            if task.status is not TaskStatus.WORKING:
-                raise ValueError("finished")
-            return dataclasses.replace(task, status_message="again")
-
-        assert (await store.update_task("t1", only_if_working)).status_message == "again"
-        # And one that the stored record refuses is refused.
-        await store.update_task("t1", lambda t: finished)
-        with pytest.raises(ValueError, match="finished"):
-            await store.update_task("t1", only_if_working)
-        # Deleted behind the store's back: not found, whatever the store saw before.
-        with sqlite3.connect(path) as db:
-            db.execute("DELETE FROM tasks WHERE task_id = 't1'")
-        with pytest.raises(TaskNotFound):
-            await store.update_task("t1", lambda t: dataclasses.replace(t, status_message="gone"))
+        body = encode_json(updated.to_json())
+        assert statements == [f"UPDATE tasks SET body = '{body}' WHERE task_id = 't1'"]
+        assert not store._db.in_transaction  # committed
+        assert stored(store, "t1")[1] == updated
     finally:
         await store.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from taskservice.domain.model import (
     WorkerRecord,
 )
 from taskservice.store import SqliteTaskStore, TaskCursor, TaskStore, open_store
-from taskservice.store.base import LocalChangeFeed, task_key
+from taskservice.store.base import LocalChangeFeed, encode_json, task_key
 
 WAKE_TIMEOUT = 2.0  # a wake that must come comes at once; this only stops a broken test hanging
 QUIET = 0.1  # how long to listen for a wake that must not come
@@ -616,3 +617,17 @@ async def test_open_store_sqlite_relative_and_absolute_paths(
     assert absolute.path == absolute_path
     await absolute.close()
     assert absolute_path.exists()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"text": "é ü \u2028 \"quoted\" \\ back", "n": [1, -2, 3.5, 1e16, 0.1, None, True]},
+        {"big": 2**70, "nested": {"list": [{"deep": ["x"]}]}},  # beyond orjson's 64 bits
+        {},
+    ],
+)
+def test_encode_json_writes_the_compact_json_that_json_dumps_writes(data: dict[str, object]) -> None:
+    text = encode_json(data)
+    assert text == json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    assert json.loads(text) == data
