@@ -255,3 +255,48 @@ async def test_a_change_of_a_body_the_store_wrote_is_one_statement(tmp_path: Pat
         assert stored(store, "t1")[1] == updated
     finally:
         await store.close()
+
+
+async def test_the_worker_and_queue_reads_use_indexes_of_only_the_tasks_they_want(tmp_path: Path) -> None:
+    """A worker's tasks, the stale offers and the queue are read through partial indexes holding
+    only such tasks: a finished task (which keeps its worker_id) is in none of them, so these
+    reads (each wake of a worker's assignment stream makes two) do not grow with history."""
+    store = SqliteTaskStore(tmp_path / "tasks.db")
+    try:
+        for index in range(20):  # a history of finished tasks, each still naming its worker
+            await store.insert_task(
+                record(task_id=f"done{index}", dispatch=Dispatch.DONE, worker_id="w1", lease_expires_at=5)
+            )
+        await store.insert_task(record(task_id="held", dispatch=Dispatch.RUNNING, worker_id="w1"))
+        await store.insert_task(record(task_id="offer", dispatch=Dispatch.OFFERED, worker_id="w1"))
+        await store.insert_task(record(task_id="queued"))
+        statements = statements_of(store)
+        assert sorted(t.task_id for t in await store.tasks_of_worker("w1")) == ["held", "offer"]
+        assert [t.task_id for t in await store.stale_offers(10)] == ["offer"]
+        assert [t.task_id for t in await store.queued_tasks(["echo"], 10)] == ["queued"]
+        store._db.set_trace_callback(None)
+        plans = [
+            " ".join(row[-1] for row in store._db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall())
+            for sql in statements
+        ]
+        assert "USING INDEX tasks_held" in plans[0]
+        assert "USING INDEX tasks_offered" in plans[1]
+        assert "USING INDEX tasks_queued" in plans[2]
+    finally:
+        await store.close()
+
+
+async def test_opening_a_file_with_the_old_index_of_every_worker_task_replaces_it(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    SqliteTaskStore(path)._db.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP INDEX tasks_held")
+        db.execute("CREATE INDEX tasks_by_worker ON tasks (worker_id) WHERE worker_id != ''")
+    db.close()
+    store = SqliteTaskStore(path)
+    try:
+        names = {row[0] for row in store._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "tasks_by_worker" not in names
+        assert {"tasks_held", "tasks_offered", "tasks_queued"} <= names
+    finally:
+        await store.close()
