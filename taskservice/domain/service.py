@@ -587,40 +587,47 @@ class TaskManager:
         worker = await self._live_worker(worker_id)
         keys = (worker_key(worker_id), *(tool_key(n) for n in worker.tool_names))
         sent: set[str] = set()
-        while True:
+        # One subscription, from before the first read to the end: it holds any publish made
+        # while tasks are being yielded, so no read is needed until the next one.
+        with self.store.changes.subscribe(keys) as subscription:
+            while True:
+                try:
+                    offered = await self._offers(worker_id, sent)
+                except WorkerNotFound:
+                    # Unregistered or swept while we waited: the stream simply ends. A
+                    # worker that reconnects is told NOT_FOUND and registers again.
+                    return
+                for task in offered:
+                    sent.add(task.lease_id)
+                    yield task
+                # _offers took tasks until the worker was full or the queue empty: only a
+                # publish (a task queued, room made, the worker changed) makes more to take.
+                await subscription.wait()
 
-            async def offers() -> list[TaskRecord] | None:
-                current = await self._live_worker(worker_id)
-                held = await self.store.tasks_of_worker(worker_id)
-                again = [t for t in held if t.dispatch is Dispatch.OFFERED and t.lease_id not in sent]
-                room = current.max_concurrent_tasks - len(held)
-                fresh: list[TaskRecord] = []
-                # Read the queue again when other workers won claims: tasks beyond the
-                # first read may still be waiting, and no publish would wake us for them.
-                tried: set[str] = set()
-                while len(fresh) < room:
-                    wanted = room - len(fresh)
-                    candidates = await self.store.queued_tasks(current.tool_names, wanted)
-                    if tried.issuperset(t.task_id for t in candidates):
-                        break
-                    for candidate in candidates:
-                        tried.add(candidate.task_id)
-                        claimed = await self._offer(candidate.task_id, current)
-                        if claimed is not None:
-                            fresh.append(claimed)
-                    if len(candidates) < wanted:
-                        break  # that was the whole queue
-                return (again + fresh) or None
-
-            try:
-                offered = await self._wait_until(keys, offers)
-            except WorkerNotFound:
-                # Unregistered or swept while we waited: the stream simply ends. A
-                # worker that reconnects is told NOT_FOUND and registers again.
-                return
-            for task in offered:
-                sent.add(task.lease_id)
-                yield task
+    async def _offers(self, worker_id: str, sent: set[str]) -> list[TaskRecord]:
+        """What to send a worker now: its offers not yet sent (by lease), then queued tasks
+        claimed for it while it has room."""
+        current = await self._live_worker(worker_id)
+        held = await self.store.tasks_of_worker(worker_id)
+        again = [t for t in held if t.dispatch is Dispatch.OFFERED and t.lease_id not in sent]
+        room = current.max_concurrent_tasks - len(held)
+        fresh: list[TaskRecord] = []
+        # Read the queue again when other workers won claims: tasks beyond the
+        # first read may still be waiting, and no publish would wake us for them.
+        tried: set[str] = set()
+        while len(fresh) < room:
+            wanted = room - len(fresh)
+            candidates = await self.store.queued_tasks(current.tool_names, wanted)
+            if tried.issuperset(t.task_id for t in candidates):
+                break
+            for candidate in candidates:
+                tried.add(candidate.task_id)
+                claimed = await self._offer(candidate.task_id, current)
+                if claimed is not None:
+                    fresh.append(claimed)
+            if len(candidates) < wanted:
+                break  # that was the whole queue
+        return again + fresh
 
     async def _offer(self, task_id: str, worker: WorkerRecord) -> TaskRecord | None:
         """Claim a queued task for a worker; None when another worker was faster."""
