@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -15,6 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from taskservice import cli
+from taskservice.store import SqliteTaskStore
 
 from ..processes import clean_env, free_port
 from .support import TASK_SERVICE, Clients, ServeProcess
@@ -141,6 +143,24 @@ def test_main_refuses_a_bad_setting_with_one_line(
     assert len(lines) == 1, err
     assert "error:" in lines[0]
     assert expect in lines[0]
+
+
+async def test_serve_on_a_sqlite_file_another_service_holds_fails_with_one_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The README's promise: a second service on the same SQLite file fails at start."""
+    path = tmp_path / "tasks.db"
+    held = SqliteTaskStore(path)  # what the first service holds while it runs
+    try:
+        argv = ["serve", "--no-mcp", "--store", f"sqlite:///{path}", "--grpc-listen", "127.0.0.1:0"]
+        assert await asyncio.to_thread(cli.main, argv) == 2
+    finally:
+        await held.close()
+    lines = capfd.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert "error:" in lines[0]
+    assert "another process has it open" in lines[0]
+    assert str(path) in lines[0]
 
 
 async def test_env_twins_alone_configure_serve_and_sigterm_exits_0(tmp_path: Path) -> None:
