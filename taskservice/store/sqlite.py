@@ -115,7 +115,8 @@ R = TypeVar("R")
 
 
 class _Known(Generic[R]):
-    """The stored records by id, for the ones read or written most recently (the last one last).
+    """The stored records by id, of the ones most recently written or read from the file (the
+    last one last; a record handed out from here does not move).
 
     Every change is read back by each of its waiters (a task's: a worker's Elicit, the
     bridge's event and status streams; a worker's: its assignment stream, each Ack), and
