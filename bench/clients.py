@@ -210,6 +210,9 @@ async def streams(target: str, count: int, channels: int, warm: int, settle: flo
 # ------------------------------------------------------------------------ scale
 
 
+SCALE_WARMUP = 20  # calls of each kind before the ones that count, in `scale`
+
+
 def _samples(path: str) -> list[list[str]]:
     """[task id, page token after it] of stored tasks (bench.bulk)."""
     found: list[list[str]] = json.loads(Path(path).read_text())
@@ -218,16 +221,21 @@ def _samples(path: str) -> list[list[str]]:
 
 async def scale(targets: dict[str, str], samples: dict[str, str], count: int) -> dict[str, dict[str, Any]]:
     """Median GetTask and ListTasks-page latency over random stored tasks, one call at a time,
-    the targets taking turns call by call."""
+    the targets taking turns call by call. Each call takes another sampled task (in a random
+    order; a sample is used again only when there are fewer samples than calls): a task read
+    once would be answered from the service's memory the next time, not from the store."""
     rng = random.Random(7)
-    picks = {name: _samples(path) for name, path in samples.items()}
+    picks = {}
+    for name, path in samples.items():
+        found = _samples(path)
+        picks[name] = rng.sample(found, len(found))
     channels = {name: channel(target) for name, target in targets.items()}
     try:
         stubs = {name: (task_stub(ch), bridge_stub(ch)) for name, ch in channels.items()}
         times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in targets}
-        for i in range(count + 20):  # the first 20 rounds warm up
+        for i in range(count + SCALE_WARMUP):
             for name, (tasks, bridge) in stubs.items():
-                task_id, token = rng.choice(picks[name])
+                task_id, token = picks[name][i % len(picks[name])]
                 start = time.perf_counter()
                 await tasks.GetTask(pb.GetTaskRequest(task_id=task_id))
                 middle = time.perf_counter()
@@ -235,7 +243,7 @@ async def scale(targets: dict[str, str], samples: dict[str, str], count: int) ->
                     bridge_service_pb2.ListTasksRequest(owner=OWNER, page_token=token, page_size=50)
                 )
                 end = time.perf_counter()
-                if i >= 20:
+                if i >= SCALE_WARMUP:
                     times[name][0].append(middle - start)
                     times[name][1].append(end - middle)
         out: dict[str, dict[str, Any]] = {}
