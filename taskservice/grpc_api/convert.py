@@ -32,9 +32,9 @@ SUPPORT_FROM_PROTO = {v: k for k, v in SUPPORT_TO_PROTO.items()} | {
 
 
 def timestamp(ms: int) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromMilliseconds(ms)
-    return ts
+    # What Timestamp.FromMilliseconds sets (floor division: nanos stay in [0, 1e9)), without
+    # its Python-level checks: two of these go with every Task message.
+    return timestamp_pb2.Timestamp(seconds=ms // 1000, nanos=ms % 1000 * 1_000_000)
 
 
 def task_message(task: TaskRecord) -> task_pb2.Task:

@@ -66,11 +66,12 @@ _INDEXED = ("owner", "created_at", "expires_at", "dispatch", "tool_name", "worke
 
 
 def _indexed(task: TaskRecord) -> tuple[object, ...]:
+    # dispatch is a StrEnum, which SQLite binds as its text; expires_at is the property's sum.
     return (
         task.owner,
         task.created_at,
-        task.expires_at,
-        task.dispatch.value,
+        task.created_at + task.ttl_ms,
+        task.dispatch,
         task.tool_name,
         task.worker_id,
         task.lease_expires_at,
