@@ -7,6 +7,7 @@ import contextlib
 import logging
 import re
 import socket
+from collections.abc import Sequence
 from typing import Any, cast
 
 import grpc
@@ -62,6 +63,29 @@ def server_options(max_payload_bytes: int) -> list[tuple[str, int]]:
         ("grpc.max_receive_message_length", 4 * max_payload_bytes + 65_536),
         ("grpc.max_send_message_length", 4 * max_payload_bytes + 65_536),
     ]
+
+
+class GenericHandlersOnly:
+    """A grpc.aio server as the generated `add_*Servicer_to_server` functions use it, taking
+    their generic handlers and not their registered-method ones.
+
+    The generated code (grpcio-tools 1.63 and later) gives each method to the server twice:
+    as a generic handler, and as a registered method that gRPC's core matches itself.
+    grpc.aio serves a registered method more slowly: measured here, a bare UpdateStatus
+    handler cost the server 208-213 us of CPU per call with them and 195-196 us without
+    (the bare echo server, generic handlers only: 190 us).
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]]) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        """Dropped: the generic handler given with them serves the same methods."""
 
 
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:\[\]]*)):(?P<port>\d+)$")
@@ -164,11 +188,13 @@ class TaskServiceServer:
     async def start(self) -> int:
         """Bind and serve; returns the bound port. Raises OSError when the address cannot be bound."""
         server = grpc.aio.server(options=server_options(self.manager.limits.max_payload_bytes))
+        # Typed as the server it stands for: the generated functions call nothing else on it.
+        handlers = cast("grpc.aio.Server", GenericHandlersOnly(server))
         task_service_pb2_grpc.add_TaskServiceServicer_to_server(
-            TaskServicer(self.manager, self.streams), server
+            TaskServicer(self.manager, self.streams), handlers
         )
-        bridge_service_pb2_grpc.add_BridgeServiceServicer_to_server(self.bridge_servicer, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        bridge_service_pb2_grpc.add_BridgeServiceServicer_to_server(self.bridge_servicer, handlers)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, handlers)
         reflection.enable_server_reflection(SERVICE_NAMES, server)
         probe_bind(self.listen)
         try:
