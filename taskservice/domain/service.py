@@ -585,28 +585,33 @@ class TaskManager:
         Raises WorkerNotFound when the worker is unknown at the start; ends when it goes away.
         """
         worker = await self._live_worker(worker_id)
-        keys = (worker_key(worker_id), *(tool_key(n) for n in worker.tool_names))
         sent: set[str] = set()
-        # One subscription, from before the first read to the end: it holds any publish made
-        # while tasks are being yielded, so no read is needed until the next one.
-        with self.store.changes.subscribe(keys) as subscription:
-            while True:
-                try:
-                    offered = await self._offers(worker_id, sent)
-                except WorkerNotFound:
-                    # Unregistered or swept while we waited: the stream simply ends. A
-                    # worker that reconnects is told NOT_FOUND and registers again.
-                    return
-                for task in offered:
-                    sent.add(task.lease_id)
-                    yield task
-                # _offers took tasks until the worker was full or the queue empty: only a
-                # publish (a task queued, room made, the worker changed) makes more to take.
-                await subscription.wait()
+        while True:
+            tools = worker.tool_names
+            keys = (worker_key(worker_id), *(tool_key(n) for n in tools))
+            # One subscription, from before the first read until the worker's tools change: it
+            # holds any publish made while tasks are being yielded, so no read is needed until
+            # the next one.
+            with self.store.changes.subscribe(keys) as subscription:
+                while True:
+                    try:
+                        worker, offered = await self._offers(worker_id, sent)
+                    except WorkerNotFound:
+                        # Unregistered or swept while we waited: the stream simply ends. A
+                        # worker that reconnects is told NOT_FOUND and registers again.
+                        return
+                    for task in offered:
+                        sent.add(task.lease_id)
+                        yield task
+                    if worker.tool_names != tools:
+                        break  # registered again with other tools: listen for those instead
+                    # _offers took tasks until the worker was full or the queue empty: only a
+                    # publish (a task queued, room made, the worker changed) makes more to take.
+                    await subscription.wait()
 
-    async def _offers(self, worker_id: str, sent: set[str]) -> list[TaskRecord]:
-        """What to send a worker now: its offers not yet sent (by lease), then queued tasks
-        claimed for it while it has room."""
+    async def _offers(self, worker_id: str, sent: set[str]) -> tuple[WorkerRecord, list[TaskRecord]]:
+        """The worker as it is now, and what to send it: its offers not yet sent (by lease),
+        then queued tasks claimed for it while it has room."""
         current = await self._live_worker(worker_id)
         held = await self.store.tasks_of_worker(worker_id)
         again = [t for t in held if t.dispatch is Dispatch.OFFERED and t.lease_id not in sent]
@@ -627,7 +632,7 @@ class TaskManager:
                     fresh.append(claimed)
             if len(candidates) < wanted:
                 break  # that was the whole queue
-        return again + fresh
+        return current, again + fresh
 
     async def _offer(self, task_id: str, worker: WorkerRecord) -> TaskRecord | None:
         """Claim a queued task for a worker; None when another worker was faster."""

@@ -173,6 +173,19 @@ async def test_assignments_only_offer_the_workers_tools(manager: TaskManager, st
     assert (await stored(store, safe_task.task_id)).dispatch is Dispatch.QUEUED
 
 
+async def test_assignments_follow_a_worker_registered_again_with_other_tools(manager: TaskManager) -> None:
+    """The stream listens for the worker's tools as they are now, not as they were when it opened:
+    a task of a tool the worker took on later wakes it."""
+    worker = await manager.register_worker([WORK], worker_id="w1")
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        pending = await stays_quiet(stream)
+        await manager.register_worker([WORK, SAFE], worker_id="w1")
+        await settle()  # the stream has seen the new tools and waits again
+        assert not pending.done()
+        task = await manager.create_task(OWNER, "safe")
+        assert (await asyncio.wait_for(pending, TIMEOUT)).task_id == task.task_id
+
+
 async def test_assignments_of_an_unknown_worker_raise_worker_not_found(manager: TaskManager) -> None:
     with pytest.raises(WorkerNotFound):
         await next_of(manager.assignments("ghost"))
