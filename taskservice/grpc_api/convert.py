@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, TypeVar
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from taskservice_client._convert import struct_to_dict, value_to_python
@@ -10,6 +11,8 @@ from taskservice_client._proto.mcptasks.v1 import task_pb2
 
 from taskservice.domain.errors import InvalidArgument, PayloadTooLarge
 from taskservice.domain.model import ClientRequest, JsonObject, TaskRecord, TaskStatus, TaskSupport, ToolSpec
+
+T = TypeVar("T")
 
 STATUS_TO_PROTO = {
     TaskStatus.WORKING: task_pb2.TASK_STATUS_WORKING,
@@ -81,17 +84,35 @@ class PayloadReader:
             return None
         message = getattr(request, field)
         self._check_size(message, field)
-        return struct_to_dict(message)
+        return _json(struct_to_dict(message), field)
 
     def objects(self, request: Any, field: str) -> list[JsonObject]:
         items = getattr(request, field)
         for index, item in enumerate(items):
             self._check_size(item, f"{field}[{index}]")
-        return [struct_to_dict(item) for item in items]
+        return [_json(struct_to_dict(item), f"{field}[{index}]") for index, item in enumerate(items)]
 
     def value(self, message: struct_pb2.Value, field: str) -> Any:
         self._check_size(message, field)
-        return value_to_python(message)
+        return _json(value_to_python(message), field)
+
+
+def _non_finite(data: Any) -> bool:
+    if isinstance(data, float):
+        return not math.isfinite(data)
+    if isinstance(data, dict):
+        return any(_non_finite(item) for item in data.values())
+    if isinstance(data, list):
+        return any(_non_finite(item) for item in data)
+    return False
+
+
+def _json(data: T, field: str) -> T:
+    """`data` when JSON can carry it. A Struct's numbers are doubles, which can be NaN or an
+    infinity; JSON (and so MCP, and the stores' bodies) has neither: refused, naming the field."""
+    if _non_finite(data):
+        raise InvalidArgument(field, "holds NaN or an infinity, which JSON cannot carry")
+    return data
 
 
 def request_message(task_id: str, request: ClientRequest) -> task_pb2.PendingRequest:

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 from taskservice_client._proto.mcptasks.v1 import task_pb2
 
 from taskservice.testing import RunningService
@@ -143,6 +144,28 @@ async def test_complete_without_a_result_is_invalid_argument(
         error = await rich_error(clients.tasks.Complete(pb.CompleteRequest(task_id=task_id)))
     assert error.code is grpc.StatusCode.INVALID_ARGUMENT
     assert error.fields == ["result"]
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+async def test_a_payload_with_nan_or_an_infinity_is_invalid_argument_naming_the_field(
+    clients: Clients, svc: RunningService, task_id: str, number: float
+) -> None:
+    """JSON has no NaN or infinity; a Struct's doubles do. Refused where they come in, so that
+    nothing stores a number it cannot give back."""
+    result = struct_pb2.Struct()
+    result.update({"content": [], "structuredContent": {"values": [1.5, number]}})
+    async with task_unchanged(clients, svc, task_id):
+        error = await rich_error(clients.tasks.Complete(pb.CompleteRequest(task_id=task_id, result=result)))
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.fields == ["result"]
+    assert "NaN or an infinity" in error.violations[0][1]
+    arguments = struct_pb2.Struct()
+    arguments.update({"x": number})
+    error = await rich_error(
+        clients.bridge.CreateTask(bpb.CreateTaskRequest(owner=OWNER, tool_name="echo", arguments=arguments))
+    )
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.fields == ["arguments"]
 
 
 @pytest.mark.parametrize(

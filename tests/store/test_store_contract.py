@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import json
 import sqlite3
 from collections.abc import Callable
@@ -624,10 +625,23 @@ async def test_open_store_sqlite_relative_and_absolute_paths(
     [
         {"text": "é ü \u2028 \"quoted\" \\ back", "n": [1, -2, 3.5, 1e16, 0.1, None, True]},
         {"big": 2**70, "nested": {"list": [{"deep": ["x"]}]}},  # beyond orjson's 64 bits
+        {"status": TaskStatus.WORKING, "keys": {1: "an int key"}},  # what json writes as str
         {},
     ],
 )
 def test_encode_json_writes_the_compact_json_that_json_dumps_writes(data: dict[str, object]) -> None:
     text = encode_json(data)
     assert text == json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    assert json.loads(text) == data
+    assert json.loads(text) == json.loads(json.dumps(data))
+
+
+def test_encode_json_may_spell_a_float_otherwise_but_reads_back_the_same_value() -> None:
+    data = {"small": [1e-05, 1e-7, 2.5e-300], "large": 1.7976931348623157e308}
+    assert json.loads(encode_json(data)) == data
+
+
+def test_encode_json_refuses_what_json_refuses() -> None:
+    with pytest.raises(TypeError):
+        encode_json({"when": datetime.datetime(2026, 11, 22, tzinfo=datetime.UTC)})
+    with pytest.raises(TypeError):
+        encode_json({"record": make_task("t1")})  # a dataclass: its to_json() is what is stored
