@@ -88,3 +88,22 @@ def test_a_replacer_works_for_any_frozen_slotted_dataclass() -> None:
     worker = WorkerRecord("w1", "one", (), max_concurrent_tasks=1, lease_expires_at=5)
     replace_worker = replacer(WorkerRecord)
     assert replace_worker(worker, {"lease_expires_at": 9}) == dataclasses.replace(worker, lease_expires_at=9)
+
+
+def test_a_replacer_refuses_a_class_whose_init_does_more_than_set_fields() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        value: int
+
+        def __post_init__(self) -> None:
+            if self.value < 0:
+                raise ValueError("negative")
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Derived:
+        value: int
+        twice: int = dataclasses.field(init=False, default=0)
+
+    for cls in (Checked, Derived):
+        with pytest.raises(TypeError, match="does more than set its fields"):
+            replacer(cls)
