@@ -210,6 +210,13 @@ async def streams(target: str, count: int, channels: int, warm: int, settle: flo
 # ------------------------------------------------------------------------ scale
 
 
+# How long a whole-benchmark task is kept after its creation. Short, so that neither server
+# holds more than a few seconds of finished tasks: mcp 1.30's in-memory store scans every task
+# it holds on each create and get (InMemoryTaskStore._cleanup_expired), so with a long TTL the
+# baseline slowed down the longer a run went on (throughput windows falling from ~200 to ~100
+# tasks/s in one run), and a figure depended on how many samples the run took.
+WHOLE_TASK_TTL_MS = 5_000
+
 SCALE_WARMUP = 20  # calls of each kind before the ones that count, in `scale`
 
 
@@ -290,7 +297,7 @@ async def mcp(
 
     async def run_task(api: ExperimentalClientFeatures, tool: str) -> float:
         start = time.perf_counter()
-        created = await api.call_tool_as_task(tool, {}, ttl=60_000)
+        created = await api.call_tool_as_task(tool, {}, ttl=WHOLE_TASK_TTL_MS)
         result = await api.get_task_result(created.task.taskId, types.CallToolResult)
         if result.isError:
             raise RuntimeError(f"{tool} failed: {result}")
