@@ -133,7 +133,8 @@ class TaskStore(Protocol):
         ...
 
     async def queued_tasks(self, tool_names: Iterable[str], limit: int) -> list[TaskRecord]:
-        """Tasks waiting for a worker for one of these tools, oldest first."""
+        """Up to `limit` tasks waiting for a worker for one of these tools, oldest first; fewer
+        only when no more are waiting (dispatch takes a short answer for the whole queue)."""
         ...
 
     async def tasks_of_worker(self, worker_id: str) -> list[TaskRecord]:

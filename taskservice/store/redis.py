@@ -76,6 +76,10 @@ _RECONNECTED = "\x00reconnected"
 _WORKER_DISPATCH = (Dispatch.OFFERED, Dispatch.RUNNING)
 
 
+def _queued(task: TaskRecord) -> bool:
+    return task.dispatch is Dispatch.QUEUED
+
+
 def _text(value: object) -> str:
     """A reply of the client (decode_responses: already str; redis-py types it bytes | str)."""
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -233,8 +237,12 @@ class RedisTaskStore:
         raws = await self._client.mget([self._key("task", i) for i in task_ids])
         return [None if raw is None else _task(_text(raw)) for raw in raws]
 
-    async def _ordered_range(self, key: str, after: str | None, limit: int) -> list[TaskRecord]:
-        """Up to `limit` records of an ordered index, strictly after member `after`."""
+    async def _ordered_range(
+        self, key: str, after: str | None, limit: int, keep: Callable[[TaskRecord], bool] | None = None
+    ) -> list[TaskRecord]:
+        """Up to `limit` records of an ordered index, strictly after member `after`; with `keep`,
+        only records it keeps count, and reading goes on past the others (the index and the
+        records are read in two steps: a record may have changed in between)."""
         found: list[TaskRecord] = []
         start = "-" if after is None else "(" + after
         while len(found) < limit:
@@ -243,7 +251,7 @@ class RedisTaskStore:
             if not members:
                 break
             records = await self._load([_task_id_of(m) for m in members])
-            found.extend(r for r in records if r is not None)
+            found.extend(r for r in records if r is not None and (keep is None or keep(r)))
             missing = [m for m, r in zip(members, records, strict=True) if r is None]
             if missing:  # Redis expired these records while no replica swept
                 await self._client.zrem(key, *missing)
@@ -381,10 +389,9 @@ class RedisTaskStore:
         found: list[TaskRecord] = []
         async with self._guard():
             for name in sorted(set(tool_names)):
-                found.extend(await self._ordered_range(self._key("queued", name), None, limit))
-        queued = [t for t in found if t.dispatch is Dispatch.QUEUED]
-        queued.sort(key=lambda t: (t.created_at, t.task_id))
-        return queued[:limit]
+                found.extend(await self._ordered_range(self._key("queued", name), None, limit, _queued))
+        found.sort(key=lambda t: (t.created_at, t.task_id))
+        return found[:limit]
 
     async def tasks_of_worker(self, worker_id: str) -> list[TaskRecord]:
         key = self._key("worker-tasks", worker_id)
