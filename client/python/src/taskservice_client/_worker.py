@@ -120,9 +120,10 @@ class Worker:
     `max_concurrent_tasks` at once), keeps their leases alive, completes each
     task with its tool's return value or fails it with the exception's message,
     and cancels a tool when its task is cancelled (a tool still running after
-    `watch_after` seconds is watched for that; before, a cancellation ends its
-    elicitation or sampling wait at once, and is noticed at `watch_after`
-    otherwise: the many tools that finish sooner need no watch). When the service goes away
+    `watch_after` seconds acknowledges its assignment and is watched for that;
+    before, a cancellation ends its elicitation or sampling wait at once, and is
+    noticed at `watch_after` otherwise: the many tools that finish sooner need
+    neither an acknowledgement nor a watch). When the service goes away
     it reconnects with backoff; its tasks keep running meanwhile. On SIGTERM or
     SIGINT (or `shutdown()`) it stops taking work, lets running tasks finish
     for up to `shutdown_timeout` seconds and hands back the rest.
@@ -564,9 +565,9 @@ class Worker:
             finally:
                 group.cancel_scope.cancel()  # the acknowledgement and the watch are done too
 
-        # The tool starts at once, while its acknowledgement is on the way (a tool that is
-        # done before the answer comes needs neither the answer nor a watch); a refused
-        # acknowledgement stops it. The tool runs in a task of its own: stopping it cancels
+        # The tool starts at once; its acknowledgement goes `watch_after` seconds later if it
+        # still runs (a tool done sooner needs neither an acknowledgement nor a watch), and a
+        # refused acknowledgement stops it. The tool runs in a task of its own: stopping it cancels
         # this group's scope, and whatever CancelledError ends the tool (grpc.aio raises its
         # own when a call is cancelled) ends with that task instead of escaping into this one.
         async with anyio.create_task_group() as group:
@@ -587,9 +588,15 @@ class Worker:
     async def _acknowledge(
         self, client: ServiceClient, worker_id: str, ctx: RemoteTaskContext, entry: _Running
     ) -> None:
-        """Acknowledge the assignment (the lease then lives by this worker's heartbeats), then watch
-        the task for as long as the tool runs, from `watch_after` seconds after its start."""
-        started = anyio.current_time()
+        """`watch_after` seconds after the tool's start, if it still runs: acknowledge the
+        assignment (the lease then lives by this worker's heartbeats), then watch the task for as
+        long as the tool runs.
+
+        A tool that is done sooner needs neither: its Complete or Fail settles the offer, which
+        saves the service a call per short task. The offer's lease (the service's lease TTL,
+        30 s by default) leaves ample time for an acknowledgement this late.
+        """
+        await anyio.sleep(self.watch_after)
         try:
             ack = await client.unary(
                 client.tasks.AckAssignment,
@@ -604,7 +611,6 @@ class Worker:
             return
         entry.acked = True
         ctx._observe(ack.task)
-        await anyio.sleep(max(0.0, self.watch_after - (anyio.current_time() - started)))
         await self._watch(client, ctx, entry)
 
     async def _finish(
