@@ -203,6 +203,9 @@ async def serve_sdk(listen: str) -> None:
     app = Starlette(routes=[Route("/mcp", endpoint=Endpoint())], lifespan=lifespan)
     host, _, port = listen.rpartition(":")
     sock = socket.create_server((host, int(port)))
+    # What uvicorn does with a host and port: its connections send without Nagle's delay (asyncio
+    # sets TCP_NODELAY only on sockets made with IPPROTO_TCP, which create_server's are not).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
     print(f"listening on http://{host}:{sock.getsockname()[1]}/mcp", flush=True)
     await uvicorn.Server(config).serve(sockets=[sock])

@@ -3,22 +3,99 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
+from typing import cast
 
 import uvicorn
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.applications import Starlette
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from taskservice.bridge.server import McpBridge
 
 log = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
+
+
+# ------------------------------------------------------ JSON or SSE answers
+#
+# Streamable HTTP lets a server answer each POSTed request either with one JSON object or with
+# an SSE stream, and clients must take both. The SDK's transport makes one choice per server;
+# an SSE answer costs it two tasks and a stream per request. The bridge chooses per request: a
+# JSON object for the requests whose handlers never send a message of their own on the
+# request's stream (the transport would drop one), SSE for the rest (`tasks/result` and a
+# plain `tools/call`, which carry the task's elicitation and sampling requests and their
+# progress, and `initialize`).
+
+JSON_ANSWERED = frozenset({"ping", "tools/list", "tasks/get", "tasks/list", "tasks/cancel"})
+"""Methods always answered with a JSON object; a task-augmented `tools/call` is too (its status
+notifications go to the session's GET stream, not to the request's)."""
+
+PEEK_LIMIT = 64 * 1024
+"""A POST body longer than this is not read ahead: it is answered over SSE."""
+
+_answer_as_json: contextvars.ContextVar[bool] = contextvars.ContextVar("answer_as_json", default=False)
+
+
+class _PerRequestJson:
+    """The transport's `is_json_response_enabled`, true while it handles a request that
+    `_McpEndpoint` chose to answer with a JSON object (the transport only tests its truth)."""
+
+    def __bool__(self) -> bool:
+        return _answer_as_json.get()
+
+
+def answers_with_json(body: bytes) -> bool:
+    """Whether a POST body is one JSON-RPC request that is answered with a JSON object."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return False
+    if not isinstance(message, dict) or "id" not in message:
+        return False
+    method = message.get("method")
+    if method in JSON_ANSWERED:
+        return True
+    params = message.get("params")
+    return method == "tools/call" and isinstance(params, dict) and params.get("task") is not None
+
+
+def _accepts_json_and_sse(scope: Scope) -> bool:
+    """The client accepts both answers (clients must; one that does not is refused as before)."""
+    accept = b",".join(value for name, value in scope["headers"] if name == b"accept").decode("latin-1")
+    types = [part.split(";", 1)[0].strip() for part in accept.split(",")]
+    return "application/json" in types and "text/event-stream" in types
+
+
+async def _read_ahead(receive: Receive, limit: int) -> tuple[bytes | None, Receive]:
+    """The request's body (None when it is longer than `limit` or the client left), and a
+    `receive` that gives the transport the same messages again, then the rest."""
+    read: list[Message] = []
+    size = 0
+    body: bytes | None = None
+    while True:
+        message = await receive()
+        read.append(message)
+        if message["type"] != "http.request":
+            break
+        size += len(message.get("body", b""))
+        if size > limit:
+            break
+        if not message.get("more_body", False):
+            body = b"".join(m.get("body", b"") for m in read)
+            break
+
+    async def replay() -> Message:
+        return read.pop(0) if read else await receive()
+
+    return body, replay
 
 
 class _McpEndpoint:
@@ -28,11 +105,21 @@ class _McpEndpoint:
         self.manager = manager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.manager.handle_request(scope, receive, send)
+        as_json = False
+        if scope["method"] == "POST" and _accepts_json_and_sse(scope):
+            body, receive = await _read_ahead(receive, PEEK_LIMIT)
+            as_json = body is not None and answers_with_json(body)
+        token = _answer_as_json.set(as_json)
+        try:
+            await self.manager.handle_request(scope, receive, send)
+        finally:
+            _answer_as_json.reset(token)
 
 
 def http_app(bridge: McpBridge) -> Starlette:
-    manager = StreamableHTTPSessionManager(app=bridge.server, stateless=False)
+    manager = StreamableHTTPSessionManager(
+        app=bridge.server, stateless=False, json_response=cast("bool", _PerRequestJson())
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -66,6 +153,10 @@ class HttpBridgeServer:
         self.socket = socket.create_server(
             (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET
         )
+        # Connections inherit it: asyncio sets TCP_NODELAY only on sockets made with
+        # IPPROTO_TCP, which create_server's are not, and without it a JSON answer sent in
+        # two writes on a kept-alive connection waits for the client's delayed ACK (40 ms).
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.port = int(self.socket.getsockname()[1])
         config = uvicorn.Config(http_app(bridge), log_level=log_level, lifespan="on", access_log=False)
         self.server = _Uvicorn(config)
