@@ -147,7 +147,8 @@ REQUIREMENTS: dict[str, str] = {
     ),
     # --- transports and documentation -----------------------------------------------
     "spec:2025-11-25/basic/transports#streamable-http": (
-        "The bridge serves all of the above over streamable HTTP at /mcp."
+        "The bridge serves all of the above over streamable HTTP at /mcp, answering each request with"
+        " one JSON object or an SSE stream as the spec allows (SSE where the task's requests travel)."
     ),
     "spec:2025-11-25/basic/transports#stdio": (
         "`taskservice bridge --stdio` serves all of the above over stdio, against a running service."

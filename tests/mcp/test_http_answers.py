@@ -1,0 +1,197 @@
+"""How the bridge answers each POSTed request over streamable HTTP: one JSON object, or an SSE stream.
+
+The spec lets a server choose either per request, and clients must take both. The bridge answers
+with JSON the requests whose handlers send nothing else on the request's stream, and over SSE
+`initialize`, `tasks/result` and a plain `tools/call` (they carry the task's requests to the
+client). These tests speak raw HTTP, so they see the answer's media type; every other test of
+the suite drives the same answers through mcp 1.30's client, and tests/node through the
+TypeScript SDK's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from taskservice.bridge.transports import PEEK_LIMIT, answers_with_json
+
+from .conftest import WAIT, Stack
+from .requirements import requirement
+
+STREAMABLE_HTTP = "spec:2025-11-25/basic/transports#streamable-http"
+BOTH = "application/json, text/event-stream"
+PROTOCOL = "2025-11-25"
+
+
+class RawSession:
+    """An MCP session over streamable HTTP, request by request, keeping each answer's media type."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
+        self.http = http
+        self.url = url
+        self.session_id = ""
+        self.next_id = 0
+
+    def headers(self, accept: str = BOTH) -> dict[str, str]:
+        headers = {"accept": accept, "content-type": "application/json", "mcp-protocol-version": PROTOCOL}
+        if self.session_id:
+            headers["mcp-session-id"] = self.session_id
+        return headers
+
+    async def post(self, body: dict[str, Any], *, accept: str = BOTH) -> httpx.Response:
+        return await self.http.post(self.url, content=json.dumps(body), headers=self.headers(accept))
+
+    async def request(self, method: str, params: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """(media type of the answer, the JSON-RPC response in it)."""
+        self.next_id += 1
+        body: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
+        if params is not None:
+            body["params"] = params
+        response = await self.post(body)
+        assert response.status_code == 200, response.text
+        media_type = response.headers["content-type"].split(";")[0]
+        if media_type == "application/json":
+            return media_type, response.json()
+        assert media_type == "text/event-stream", media_type
+        for message in sse_messages(response.text):
+            if message.get("id") == self.next_id:
+                return media_type, message
+        raise AssertionError(f"no response to request {self.next_id} in the stream: {response.text!r}")
+
+
+def sse_messages(text: str) -> list[dict[str, Any]]:
+    """The JSON-RPC messages in an SSE body (events without data, such as priming events, skipped)."""
+    messages = []
+    for event in text.replace("\r\n", "\n").split("\n\n"):
+        data = "\n".join(line[5:].lstrip() for line in event.split("\n") if line.startswith("data:"))
+        if data:
+            messages.append(json.loads(data))
+    return messages
+
+
+@contextlib.asynccontextmanager
+async def initialized(stack: Stack) -> AsyncIterator[RawSession]:
+    async with httpx.AsyncClient(timeout=WAIT) as http:
+        session = RawSession(http, stack.mcp_url)
+        session.next_id = 1
+        opened = await session.post(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": PROTOCOL,
+                    "capabilities": {},
+                    "clientInfo": {"name": "raw-http-test", "version": "1"},
+                },
+            }
+        )
+        assert opened.status_code == 200, opened.text
+        assert opened.headers["content-type"].startswith("text/event-stream")
+        session.session_id = opened.headers["mcp-session-id"]
+        notified = await session.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        assert notified.status_code == 202, notified.text
+        try:
+            yield session
+        finally:
+            await http.delete(stack.mcp_url, headers=session.headers())
+
+
+@requirement(STREAMABLE_HTTP)
+async def test_requests_without_messages_of_their_own_are_answered_with_json(stack: Stack) -> None:
+    async with initialized(stack) as session:
+        media_type, listed = await session.request("tools/list")
+        assert media_type == "application/json"
+        assert "echo" in {tool["name"] for tool in listed["result"]["tools"]}
+
+        media_type, created = await session.request(
+            "tools/call", {"name": "echo", "arguments": {"text": "hi"}, "task": {"ttl": 60_000}}
+        )
+        assert media_type == "application/json"
+        task_id = created["result"]["task"]["taskId"]
+
+        media_type, got = await session.request("tasks/get", {"taskId": task_id})
+        assert media_type == "application/json"
+        assert got["result"]["taskId"] == task_id
+
+        media_type, page = await session.request("tasks/list")
+        assert media_type == "application/json"
+        assert task_id in {task["taskId"] for task in page["result"]["tasks"]}
+
+        media_type, pong = await session.request("ping")
+        assert (media_type, pong["result"]) == ("application/json", {})
+
+        # An error is a JSON object too.
+        media_type, missing = await session.request("tasks/get", {"taskId": "no-such-task"})
+        assert media_type == "application/json"
+        assert "error" in missing, missing
+
+
+@requirement(STREAMABLE_HTTP)
+async def test_requests_that_carry_the_tasks_messages_are_answered_over_sse(stack: Stack) -> None:
+    async with initialized(stack) as session:
+        media_type, created = await session.request(
+            "tools/call", {"name": "echo", "arguments": {"text": "hi"}, "task": {"ttl": 60_000}}
+        )
+        task_id = created["result"]["task"]["taskId"]
+        media_type, result = await session.request("tasks/result", {"taskId": task_id})
+        assert media_type == "text/event-stream"
+        assert result["result"]["content"] == [{"type": "text", "text": "echo: hi"}]
+
+        media_type, called = await session.request(
+            "tools/call", {"name": "echo", "arguments": {"text": "ho"}}
+        )
+        assert media_type == "text/event-stream"
+        assert called["result"]["content"] == [{"type": "text", "text": "echo: ho"}]
+
+        media_type, cancelled = await session.request("tasks/cancel", {"taskId": task_id})
+        assert media_type == "application/json"
+        assert "error" in cancelled, "a completed task cannot be cancelled"
+
+
+@requirement(STREAMABLE_HTTP)
+async def test_a_body_longer_than_the_read_ahead_arrives_whole_and_is_answered_over_sse(stack: Stack) -> None:
+    text = "x" * (PEEK_LIMIT + 1000)
+    async with initialized(stack) as session:
+        media_type, created = await session.request(
+            "tools/call", {"name": "echo", "arguments": {"text": text}, "task": {"ttl": 60_000}}
+        )
+        assert media_type == "text/event-stream"
+        task_id = created["result"]["task"]["taskId"]
+        _, result = await session.request("tasks/result", {"taskId": task_id})
+        assert result["result"]["content"] == [{"type": "text", "text": f"echo: {text}"}]
+
+
+@requirement(STREAMABLE_HTTP)
+async def test_a_client_that_does_not_accept_both_answers_is_refused_as_the_sdk_refuses_it(
+    stack: Stack,
+) -> None:
+    async with initialized(stack) as session:
+        for accept in ("application/json", "text/event-stream"):
+            response = await session.post({"jsonrpc": "2.0", "id": 99, "method": "tools/list"}, accept=accept)
+            assert response.status_code == 406, (accept, response.text)
+
+
+@requirement(STREAMABLE_HTTP)
+def test_which_requests_are_answered_with_json() -> None:
+    def request(method: str, params: dict[str, Any] | None = None) -> bytes:
+        return json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}).encode()
+
+    for method in ("ping", "tools/list", "tasks/get", "tasks/list", "tasks/cancel"):
+        assert answers_with_json(request(method)), method
+    assert answers_with_json(request("tools/call", {"name": "t", "task": {}}))
+    assert not answers_with_json(request("tools/call", {"name": "t"}))
+    assert not answers_with_json(request("tools/call", {"name": "t", "task": None}))
+    assert not answers_with_json(request("tasks/result", {"taskId": "t"}))
+    assert not answers_with_json(request("initialize"))
+    assert not answers_with_json(request("prompts/list"))
+    # Not one request: a notification, a batch, a response, or no JSON at all.
+    assert not answers_with_json(b'{"jsonrpc": "2.0", "method": "tools/list"}')
+    assert not answers_with_json(b'[{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}]')
+    assert not answers_with_json(b'{"jsonrpc": "2.0", "id": 1, "result": {}}')
+    assert not answers_with_json(b"{not json")
+    assert not answers_with_json(b"")
