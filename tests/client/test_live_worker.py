@@ -156,9 +156,9 @@ async def test_a_target_list_reaches_the_service(service: RunningService, bridge
 async def test_a_refused_acknowledgement_stops_the_tool(
     service: RunningService, bridge: Bridge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The tool starts while its AckAssignment is on the way; when the service refuses it (the
-    task was cancelled or given to another worker meanwhile) the tool is stopped and nothing is
-    stored for it."""
+    """A tool still running after `watch_after` sends its AckAssignment; when the service refuses
+    it (the task was cancelled or given to another worker meanwhile) the tool is stopped and
+    nothing is stored for it."""
     started = anyio.Event()
     stopped = anyio.Event()
     outcomes: list[str] = []
@@ -200,38 +200,45 @@ async def test_a_refused_acknowledgement_stops_the_tool(
     assert task.status == task_pb2.TASK_STATUS_WORKING
 
 
-async def test_a_quick_tool_completes_before_its_acknowledgement_is_answered(
+async def test_only_a_tool_still_running_after_watch_after_is_acknowledged(
     service: RunningService, bridge: Bridge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A tool done before the Ack's answer comes completes the task; the Ack failing afterwards
-    (the task is terminal by then) changes nothing."""
+    """A tool done within `watch_after` completes its offered task with no AckAssignment (its
+    Complete settles the offer); one still running then is acknowledged, and runs on as usual."""
     acked = service.manager.ack
-    completed = anyio.Event()
+    acknowledged: list[str] = []
+    slow_acknowledged = anyio.Event()
 
-    async def late(worker_id: str, task_id: str, lease_id: str) -> Any:
-        await completed.wait()
-        return await acked(worker_id, task_id, lease_id)
-
-    async def complete(*args: Any, **kwargs: Any) -> Any:
+    async def ack(worker_id: str, task_id: str, lease_id: str) -> Any:
+        acknowledged.append(task_id)
         try:
-            return await done(*args, **kwargs)
+            return await acked(worker_id, task_id, lease_id)
         finally:
-            completed.set()
+            slow_acknowledged.set()
 
-    done = service.manager.complete
-    monkeypatch.setattr(service.manager, "ack", late)
-    monkeypatch.setattr(service.manager, "complete", complete)
-    worker = make_worker(service.target)
+    monkeypatch.setattr(service.manager, "ack", ack)
+    worker = make_worker(service.target, watch_after=2.0)
 
     @worker.tool()
     async def quick(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        await anyio.sleep(0.02)  # long enough for an acknowledgement sent at the start to land
         return "done"
 
+    @worker.tool()
+    async def slow(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        await slow_acknowledged.wait()
+        return "acknowledged first"
+
     async with running(worker):
-        task, result = await bridge.outcome(await bridge.create("quick"))
-    assert task.status == task_pb2.TASK_STATUS_COMPLETED
-    assert result is not None
-    assert result["content"][0]["text"] == "done"
+        quick_task, quick_result = await bridge.outcome(await bridge.create("quick"))
+        slow_id = await bridge.create("slow")
+        slow_task, slow_result = await bridge.outcome(slow_id)
+    assert quick_task.status == slow_task.status == task_pb2.TASK_STATUS_COMPLETED
+    assert quick_result is not None
+    assert slow_result is not None
+    assert quick_result["content"][0]["text"] == "done"
+    assert slow_result["content"][0]["text"] == "acknowledged first"
+    assert acknowledged == [slow_id]
 
 
 def test_watch_after_must_not_be_negative() -> None:
