@@ -53,6 +53,7 @@ class RawSession:
             body["params"] = params
         response = await self.post(body)
         assert response.status_code == 200, response.text
+        self.session_id = self.session_id or response.headers.get("mcp-session-id", "")
         media_type = response.headers["content-type"].split(";")[0]
         if media_type == "application/json":
             return media_type, response.json()
@@ -77,22 +78,17 @@ def sse_messages(text: str) -> list[dict[str, Any]]:
 async def initialized(stack: Stack) -> AsyncIterator[RawSession]:
     async with httpx.AsyncClient(timeout=WAIT) as http:
         session = RawSession(http, stack.mcp_url)
-        session.next_id = 1
-        opened = await session.post(
+        media_type, opened = await session.request(
+            "initialize",
             {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": PROTOCOL,
-                    "capabilities": {},
-                    "clientInfo": {"name": "raw-http-test", "version": "1"},
-                },
-            }
+                "protocolVersion": PROTOCOL,
+                "capabilities": {},
+                "clientInfo": {"name": "raw-http-test", "version": "1"},
+            },
         )
-        assert opened.status_code == 200, opened.text
-        assert opened.headers["content-type"].startswith("text/event-stream")
-        session.session_id = opened.headers["mcp-session-id"]
+        assert media_type == "text/event-stream"
+        assert opened["result"]["protocolVersion"] == PROTOCOL
+        assert session.session_id
         notified = await session.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
         assert notified.status_code == 202, notified.text
         try:
