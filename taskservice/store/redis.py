@@ -11,10 +11,11 @@ Every key lives under a prefix (`mcptasks:` unless the URL says `?prefix=...`):
     workers                 hash: worker id -> WorkerRecord as JSON
     changes:<feed key>      the change feed's pub/sub channels (task:<id>, worker:<id>, tool:<name>, tools)
 
-A change of a task is an optimistic transaction: WATCH the task's key, read it, run the change (Python)
-on the record, then MULTI, write the record, its index entries and the PUBLISH of its feed key, EXEC.
-When another replica wrote the key in between, EXEC fails (WatchError) and the change runs again on the
-newer record; so two replicas cannot both complete a task, both take an answer or both lease a task.
+A change of a task is an optimistic compare-and-swap in two round trips: GET the task's key, run the
+change (Python) on the record, then one script (`SWAP_SCRIPT`) that writes the record, its index entries
+and the PUBLISH of its feed key only if the key still holds what was read. When another replica wrote
+the key in between, the script writes nothing and the change runs again on the newer record; so two
+replicas cannot both complete a task, both take an answer or both lease a task.
 
 Expiry is the sweeper's job (`delete_expired_tasks`, with the service's clock), which keeps the indexes
 exact. Redis also expires each task key EXPIRY_GRACE_MS after its ttl, as a backstop for when no replica
@@ -30,16 +31,17 @@ import json
 import logging
 import random
 import re
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline, PubSub
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError
 
 from taskservice.domain.errors import StoreUnavailable, TaskNotFound
 from taskservice.domain.model import Dispatch, TaskRecord, WorkerRecord
@@ -97,9 +99,54 @@ def _task(raw: str) -> TaskRecord:
     return TaskRecord.from_json(json.loads(raw))
 
 
-def _begin(pipe: Pipeline) -> None:
-    """End the WATCHed reads and start buffering the transaction's commands."""
-    pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+# KEYS[1]: the task's key. ARGV[1]: "1" when the key must hold ARGV[2], "0" when it must not exist.
+# Then the writes, each as: its length, the command, the index in KEYS of its key (or channel), its
+# other arguments.
+# PEXPIREBY key delta moves the key's expiry by delta ms (when it has one). Returns 1, or 0 (changed).
+SWAP_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if current ~= ARGV[2] then return 0 end
+elseif current then
+  return 0
+end
+local i = 3
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local name = ARGV[i + 1]
+  local key = KEYS[tonumber(ARGV[i + 2])]
+  if name == 'PEXPIREBY' then
+    local left = redis.call('PTTL', key)
+    if left > 0 then redis.call('PEXPIRE', key, math.max(left + tonumber(ARGV[i + 3]), 1)) end
+  else
+    local command = {name, key}
+    for j = 3, n do command[j] = ARGV[i + j] end
+    redis.call(unpack(command))
+  end
+  i = i + n + 1
+end
+return 1
+"""
+
+
+class _LostReply(Exception):
+    """A conditional write's connection broke: it may or may not have gone through."""
+
+
+class _Writes:
+    """The writes of one swap, as the arguments of SWAP_SCRIPT."""
+
+    def __init__(self, task_key: str) -> None:
+        self.keys = [task_key]
+        self.args: list[str | int | float] = []
+        self._index = {task_key: 1}
+
+    def add(self, command: str, key: str, *args: str | int | float) -> None:
+        index = self._index.get(key)
+        if index is None:
+            self.keys.append(key)
+            index = self._index[key] = len(self.keys)
+        self.args += [len(args) + 2, command, index, *args]
 
 
 def _ordered(created_at: int, task_id: str) -> str:
@@ -152,6 +199,9 @@ class RedisTaskStore:
             # none after a timeout, which would only double the wait for an answer that is not coming.
             retry = Retry(ExponentialBackoff(cap=0.1, base=0.01), 1, supported_errors=(RedisConnectionError,))
             self._client = Redis.from_url(client_url, retry=retry, **options)
+            # Conditional writes are never sent again by redis-py: a write whose reply was lost and
+            # that went through would then find the key changed (by itself) and run again.
+            writer = Redis.from_url(client_url, retry=Retry(NoBackoff(), 0), **options)
             # The feed sees every disconnect itself (no silent retry), to know what it may have missed.
             feed_client = Redis.from_url(client_url, retry=Retry(NoBackoff(), 0), **options)
         except ValueError as exc:
@@ -163,6 +213,8 @@ class RedisTaskStore:
             recheck_interval=recheck_interval or RECHECK_INTERVAL,
             timeout=command_timeout,
         )
+        self._writer = writer
+        self._swap_script = writer.register_script(SWAP_SCRIPT)
         self._expiry = self.prefix + "expiry"
         self._offers = self.prefix + "offers"
         self._workers = self.prefix + "workers"
@@ -183,20 +235,22 @@ class RedisTaskStore:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"Redis store {self.where}: {exc or type(exc).__name__}") from exc
 
-    async def _transaction(self, attempt: Callable[[Pipeline, bool], Awaitable[T]]) -> T:
-        """Run `attempt(pipe, unsure)` (WATCH, read, MULTI, write, EXEC) until no other writer came
-        between. `unsure`: the previous attempt lost its connection, so its EXEC may have gone
-        through without its reply reaching us."""
+    async def _compare_and_swap(self, attempt: Callable[[bool], Awaitable[T | None]]) -> T:
+        """Run `attempt(unsure)` (a read, then a conditional write; None: another writer came between)
+        until it goes through. `unsure`: the previous attempt's connection broke, so its write may
+        have gone through without its reply reaching us."""
         unsure = False
         async with self._guard():
             for _ in range(MAX_ATTEMPTS):
-                async with self._client.pipeline(transaction=True) as pipe:
-                    try:
-                        return await attempt(pipe, unsure)
-                    except WatchError as exc:
-                        # redis-py reports a connection lost while watching as a WatchError.
-                        unsure = isinstance(exc.__context__, (RedisConnectionError, OSError))
-                        await asyncio.sleep(random.uniform(0, 0.002))
+                try:
+                    result = await attempt(unsure)
+                except _LostReply:
+                    unsure = True
+                    continue
+                if result is not None:
+                    return result
+                unsure = False
+                await asyncio.sleep(random.uniform(0, 0.002))
         raise StoreUnavailable(f"Redis store {self.where}: a change lost {MAX_ATTEMPTS} times to others")
 
     def _index(self, task: TaskRecord) -> dict[tuple[str, str], float | None]:
@@ -214,22 +268,19 @@ class RedisTaskStore:
             entries[(self._offers, task.task_id)] = float(task.lease_expires_at)
         return entries
 
-    def _reindex(self, pipe: Pipeline, old: TaskRecord | None, new: TaskRecord | None) -> None:
+    def _reindex(self, writes: _Writes, old: TaskRecord | None, new: TaskRecord | None) -> None:
         before = self._index(old) if old is not None else {}
         after = self._index(new) if new is not None else {}
         for (key, member), score in before.items():
             if (key, member) not in after:
-                if score is None:
-                    pipe.srem(key, member)
-                else:
-                    pipe.zrem(key, member)
+                writes.add("SREM" if score is None else "ZREM", key, member)
         for (key, member), score in after.items():
             if (key, member) in before and before[(key, member)] == score:
                 continue
             if score is None:
-                pipe.sadd(key, member)
+                writes.add("SADD", key, member)
             else:
-                pipe.zadd(key, {member: score})
+                writes.add("ZADD", key, score, member)
 
     async def _load(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
         if not task_ids:
@@ -276,6 +327,7 @@ class RedisTaskStore:
 
     async def close(self) -> None:
         await self.changes.close()
+        await self._writer.aclose()
         await self._client.aclose()
 
     async def ping(self) -> None:
@@ -294,39 +346,51 @@ class RedisTaskStore:
         index entries and the publish of its feed key; returns (before, after). `decide` returning
         its argument writes nothing; what it raises aborts the change and propagates."""
         key = self._key("task", task_id)
+        feed = (task_key(task_id),)
         intended: tuple[TaskRecord | None, str | None] | None = None
 
-        async def attempt(pipe: Pipeline, unsure: bool) -> tuple[TaskRecord | None, TaskRecord | None]:
+        async def attempt(unsure: bool) -> tuple[TaskRecord | None, TaskRecord | None] | None:
             nonlocal intended
-            await pipe.watch(key)
-            raw = _maybe_text(await pipe.get(key))
+            raw = _maybe_text(await self._client.get(key))
             previous, intended = intended, None
             current = None if raw is None else _task(raw)
             if unsure and previous is not None and raw == previous[1]:
-                return previous[0], current  # the last attempt's EXEC went through; its reply was lost
+                # The last attempt's write went through; its reply was lost.
+                self.changes.published_here(feed)
+                return previous[0], current
             updated = decide(current)
             if updated is current:
                 return current, current
             body = None if updated is None else encode_json(updated.to_json())
-            moved = 0 if current is None or updated is None else updated.expires_at - current.expires_at
-            remaining = await pipe.pttl(key) if moved else 0
-            _begin(pipe)
+            writes = _Writes(key)
             if body is None:
-                pipe.delete(key)
+                writes.add("DEL", key)
             elif current is None:
                 assert updated is not None
-                pipe.set(key, body, px=updated.ttl_ms + EXPIRY_GRACE_MS)
+                writes.add("SET", key, body, "PX", updated.ttl_ms + EXPIRY_GRACE_MS)
             else:
-                pipe.set(key, body, xx=True, keepttl=True)
-                if moved and remaining > 0:
-                    pipe.pexpire(key, max(remaining + moved, 1))
-            self._reindex(pipe, current, updated)
-            self.changes.publish_in(pipe, (task_key(task_id),))
+                assert updated is not None
+                writes.add("SET", key, body, "XX", "KEEPTTL")
+                moved = updated.expires_at - current.expires_at
+                if moved:
+                    writes.add("PEXPIREBY", key, moved)
+            self._reindex(writes, current, updated)
+            for channel in self.changes.channels(feed):
+                writes.add("PUBLISH", channel, self.changes.origin)
             intended = (current, body)
-            await pipe.execute()
+            expected = ["0", ""] if raw is None else ["1", raw]
+            try:
+                done = await self._swap_script(keys=writes.keys, args=[*expected, *writes.args])
+            except (RedisConnectionError, OSError) as exc:
+                if isinstance(exc, TimeoutError):
+                    raise
+                raise _LostReply from exc
+            if not done:
+                return None
+            self.changes.published_here(feed)
             return current, updated
 
-        return await self._transaction(attempt)
+        return await self._compare_and_swap(attempt)
 
     async def insert_task(self, task: TaskRecord) -> None:
         self.changes.start()
@@ -463,8 +527,8 @@ class RedisChangeFeed:
 
     One connection per store (from `listener`), subscribed to the pattern `<prefix>changes:*`, hands
     each message to the local subscribers of its key. A publish goes through Redis (`publisher`, or
-    inside the writing transaction when there is one), so nothing is published for a change that
-    was not stored.
+    inside the write of a change), so nothing is published for a change that was not stored; this
+    process's own subscribers are woken by the publisher itself (`published_here`).
     """
 
     def __init__(
@@ -486,6 +550,9 @@ class RedisChangeFeed:
         self._epochs = 0
         self._listener: asyncio.Task[None] | None = None
         self._closed = False
+        # Every publish of this feed carries it: this process wakes its own subscribers at once
+        # (`published_here`) and skips the message when Redis hands it back.
+        self.origin = secrets.token_hex(8)
 
     @property
     def epoch(self) -> int | None:
@@ -520,17 +587,26 @@ class RedisChangeFeed:
         self.start()
         return RedisSubscription(self, self._local.subscribe((*keys, _RECONNECTED)))
 
-    def publish_in(self, pipe: Pipeline, keys: Iterable[str]) -> None:
-        for key in keys:
-            pipe.publish(self._channel_prefix + key, "")
+    def channels(self, keys: Iterable[str]) -> list[str]:
+        """The pub/sub channels of feed keys."""
+        return [self._channel_prefix + key for key in keys]
+
+    def published_here(self, keys: Iterable[str]) -> None:
+        """Wake this process's subscribers of keys that a write of this store published (tagged
+        with `origin`): without waiting for Redis to hand the message back, which may come after
+        the write's reply."""
+        self._local.publish_now(keys)
 
     async def publish(self, keys: Iterable[str]) -> None:
+        keys = tuple(keys)
         try:
             async with asyncio.timeout(self._timeout), self._publisher.pipeline(transaction=False) as pipe:
-                self.publish_in(pipe, keys)
+                for channel in self.channels(keys):
+                    pipe.publish(channel, self.origin)
                 await pipe.execute()
         except (RedisError, OSError) as exc:  # TimeoutError is an OSError
             raise StoreUnavailable(f"Redis change feed: {exc or type(exc).__name__}") from exc
+        self.published_here(keys)
 
     async def _listen(self) -> None:
         delay = 0.05
@@ -578,5 +654,5 @@ class RedisChangeFeed:
                 await pubsub.ping()
                 continue
             unanswered = 0
-            if message["type"] == "pmessage":
+            if message["type"] == "pmessage" and message["data"] != self.origin:
                 self._local.publish_now((message["channel"][len(self._channel_prefix) :],))

@@ -1,7 +1,7 @@
 """What must happen once happens once, with two store instances (two replicas) racing on one Redis.
 
 Each race starts its contenders together (asyncio.gather over two connections), so the optimistic
-transactions really interleave: WATCH on one replica, the other's EXEC in between, a retry.
+writes really interleave: a read on one replica, the other's write in between, a retry.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from taskservice.domain.errors import StoreUnavailable
 from taskservice.domain.model import Dispatch, TaskRecord, TaskStatus
@@ -188,3 +189,66 @@ async def test_a_call_cancelled_at_any_moment_ends(store: RedisTaskStore) -> Non
         call.cancel()
         done, _ = await asyncio.wait([call], timeout=WAIT)
         assert done, "a cancelled call never ended"
+
+
+# ------------------------------------------------------ the compare-and-swap write
+
+
+def bump(task: TaskRecord) -> TaskRecord:
+    return dataclasses.replace(task, attempts=task.attempts + 1)
+
+
+def break_first_write(store: RedisTaskStore, monkeypatch: pytest.MonkeyPatch, *, ran: bool) -> list[int]:
+    """The store's first conditional write loses its connection: after running (`ran`) or before.
+    Returns the list the calls are counted in."""
+    real = store._swap_script  # pyright: ignore[reportPrivateUsage]
+    calls: list[int] = []
+
+    async def breaking(**kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) > 1:
+            return await real(**kwargs)  # type: ignore[arg-type]
+        if ran:
+            await real(**kwargs)  # type: ignore[arg-type]
+        raise RedisConnectionError("connection lost")
+
+    monkeypatch.setattr(store, "_swap_script", breaking)
+    return calls
+
+
+@pytest.mark.parametrize("ran", [True, False], ids=["reply-lost", "write-lost"])
+async def test_a_write_whose_connection_broke_is_made_exactly_once(
+    store: RedisTaskStore, monkeypatch: pytest.MonkeyPatch, ran: bool
+) -> None:
+    await store.insert_task(make_task("t1"))
+    calls = break_first_write(store, monkeypatch, ran=ran)
+    assert (await store.update_task("t1", bump)).attempts == 1
+    stored = await store.get_task("t1")
+    assert stored is not None
+    assert stored.attempts == 1
+    # Reply lost: the re-read finds the write made, nothing is sent again. Write lost: sent again.
+    assert len(calls) == (1 if ran else 2)
+
+
+async def test_a_change_of_ttl_moves_the_keys_redis_expiry_by_as_much(
+    store: RedisTaskStore, raw: Redis
+) -> None:
+    await store.insert_task(make_task("t1", ttl_ms=10_000))
+    before = await raw.pttl(store.prefix + "task:t1")
+    await store.update_task("t1", lambda t: dataclasses.replace(t, ttl_ms=70_000))
+    after = await raw.pttl(store.prefix + "task:t1")
+    assert before + 60_000 - 1_000 < after <= before + 60_000
+    score = await raw.zscore(store.prefix + "expiry", "t1")
+    stored = await store.get_task("t1")
+    assert stored is not None
+    assert score == stored.expires_at
+
+
+async def test_a_write_wakes_this_process_before_it_returns_and_once(store: RedisTaskStore) -> None:
+    """Its own subscribers are woken by the write itself; the message Redis hands back is skipped
+    (it may arrive after the write's reply, and would wake them a second time)."""
+    await store.insert_task(make_task("t1"))
+    with store.changes.subscribe([task_key("t1")]) as subscription:
+        await store.update_task("t1", lambda t: dataclasses.replace(t, status_message="mine"))
+        assert await subscription.wait(timeout=0) is True
+        assert await subscription.wait(timeout=0.3) is False
