@@ -71,7 +71,9 @@ def value_to_python(value: struct_pb2.Value) -> Any:
 
 
 def struct_to_dict(struct: struct_pb2.Struct) -> JsonObject:
-    return {key: value_to_python(value) for key, value in struct.fields.items()}
+    # By key, not `.items()`: the map's items view is the ABC's, a Python generator per field.
+    fields = struct.fields
+    return {key: value_to_python(fields[key]) for key in fields}
 
 
 def _json_safe(data: Any) -> Any:
