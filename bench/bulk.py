@@ -83,7 +83,7 @@ def fill_sqlite(path: Path, count: int, wanted: int, seed: int = 1) -> list[list
 
 
 class _Commands:
-    """Stands in for a redis-py pipeline: records the commands the store issues, as RESP bytes."""
+    """Stands in for the store's script arguments (`_Writes`): records the commands, as RESP bytes."""
 
     def __init__(self) -> None:
         self.buffer = bytearray()
@@ -96,15 +96,8 @@ class _Commands:
             self.buffer += b"$%d\r\n%s\r\n" % (len(part), part)
         self.count += 1
 
-    def set(self, key: str, value: str, px: int | None = None) -> None:
-        self.command("SET", key, value, *(("PX", px) if px is not None else ()))
-
-    def zadd(self, key: str, mapping: dict[str, float]) -> None:
-        for member, score in mapping.items():
-            self.command("ZADD", key, repr(float(score)), member)
-
-    def sadd(self, key: str, *members: str) -> None:
-        self.command("SADD", key, *members)
+    def add(self, command: str, key: str, *args: str | int | float) -> None:
+        self.command(command, key, *args)
 
 
 def _send(sock: socket.socket, commands: _Commands) -> None:
@@ -144,12 +137,9 @@ def fill_redis(url: str, count: int, wanted: int, seed: int = 1) -> list[list[st
             for index, task in enumerate(records(count, seed)):
                 if index in chosen:
                     out.append(sample(task))
-                commands.set(
-                    store._key("task", task.task_id),
-                    encode_json(task.to_json()),
-                    px=task.ttl_ms + EXPIRY_GRACE_MS,
-                )
-                store._reindex(commands, None, task)  # type: ignore[arg-type]  # records what it would send
+                key = store._key("task", task.task_id)
+                commands.add("SET", key, encode_json(task.to_json()), "PX", task.ttl_ms + EXPIRY_GRACE_MS)
+                store._reindex(commands, None, task)  # type: ignore[arg-type]  # records what it would write
                 if commands.count >= BATCH:
                     _send(sock, commands)
                     commands = _Commands()
