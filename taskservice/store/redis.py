@@ -69,7 +69,7 @@ EXPIRY_GRACE_MS = 300_000
 RECHECK_INTERVAL = 5.0
 # How long the change feed's connection may stay silent before a PING must answer.
 FEED_PING_INTERVAL = 5.0
-# Optimistic transactions that keep losing to other writers give up after this many attempts.
+# Optimistic changes (compare-and-swap) that keep losing to other writers give up after this many attempts.
 MAX_ATTEMPTS = 64
 
 # A feed key no replica publishes: every subscription listens to it, to hear of a reconnect.
