@@ -361,19 +361,19 @@ class RedisTaskStore:
             updated = decide(current)
             if updated is current:
                 return current, current
-            body = None if updated is None else encode_json(updated.to_json())
             writes = _Writes(key)
-            if body is None:
+            body: str | None = None
+            if updated is None:
                 writes.add("DEL", key)
-            elif current is None:
-                assert updated is not None
-                writes.add("SET", key, body, "PX", updated.ttl_ms + EXPIRY_GRACE_MS)
             else:
-                assert updated is not None
-                writes.add("SET", key, body, "XX", "KEEPTTL")
-                moved = updated.expires_at - current.expires_at
-                if moved:
-                    writes.add("PEXPIREBY", key, moved)
+                body = encode_json(updated.to_json())
+                if current is None:
+                    writes.add("SET", key, body, "PX", updated.ttl_ms + EXPIRY_GRACE_MS)
+                else:
+                    writes.add("SET", key, body, "XX", "KEEPTTL")
+                    moved = updated.expires_at - current.expires_at
+                    if moved:
+                        writes.add("PEXPIREBY", key, moved)
             self._reindex(writes, current, updated)
             for channel in self.changes.channels(feed):
                 writes.add("PUBLISH", channel, self.changes.origin)
@@ -381,9 +381,9 @@ class RedisTaskStore:
             expected = ["0", ""] if raw is None else ["1", raw]
             try:
                 done = await self._swap_script(keys=writes.keys, args=[*expected, *writes.args])
+            except TimeoutError:
+                raise  # the whole change's time ran out (an OSError too, but no lost reply)
             except (RedisConnectionError, OSError) as exc:
-                if isinstance(exc, TimeoutError):
-                    raise
                 raise _LostReply from exc
             if not done:
                 return None
