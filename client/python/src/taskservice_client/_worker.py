@@ -555,13 +555,23 @@ class Worker:
         )
         entry.ctx = ctx
         arguments = struct_to_dict(entry.assignment.arguments)
-        outcomes: list[Outcome] = []
+        finished = False
 
         async def run_tool() -> None:
+            nonlocal finished
             try:
-                outcomes.append(("returned", await entry.tool.function(ctx, arguments)))
-            except Exception as error:
-                outcomes.append(("raised", error))
+                outcome: Outcome
+                try:
+                    outcome = ("returned", await entry.tool.function(ctx, arguments))
+                except Exception as error:
+                    outcome = ("raised", error)
+                if entry.stop_reason is None and not ctx.is_cancelled:
+                    # The outcome is stored before this group winds down (which takes a few
+                    # turns of the loop). A stop from now on no longer cancels anything, as
+                    # once the tool is done: only the worker's own end does.
+                    entry.scope = None
+                    await self._finish(ctx, entry, outcome)
+                    finished = True
             finally:
                 group.cancel_scope.cancel()  # the acknowledgement and the watch are done too
 
@@ -577,13 +587,12 @@ class Worker:
             group.start_soon(self._acknowledge, client, worker_id, ctx, entry)
             group.start_soon(run_tool)
         entry.scope = None
+        if finished:
+            return
         if entry.stop_reason == "handed_back" and not is_terminal(ctx.task.status):
             await self._release(client, worker_id, entry.task_id, entry.lease_id, _SHUTTING_DOWN)
             return
-        if not outcomes or ctx.is_cancelled or entry.stop_reason is not None:
-            log.info("task %s stopped (%s)", entry.task_id, entry.stop_reason or "cancelled")
-            return
-        await self._finish(ctx, entry, outcomes[0])
+        log.info("task %s stopped (%s)", entry.task_id, entry.stop_reason or "cancelled")
 
     async def _acknowledge(
         self, client: ServiceClient, worker_id: str, ctx: RemoteTaskContext, entry: _Running
