@@ -273,11 +273,18 @@ async def scale(targets: dict[str, str], samples: dict[str, str], count: int) ->
 
 
 async def mcp(
-    urls: dict[str, str], latency_n: int, clients: int, window: float, windows: int, warmup: int
+    urls: dict[str, str],
+    latency_n: int,
+    clients: int,
+    window: float,
+    windows: int,
+    warmup: int,
+    latency_only: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Whole tasks through MCP on each server: median latency of each tool alone (the servers
     taking turns task by task), then tasks/s with `clients` sessions per server calling one_step
-    back to back (the servers taking turns window by window; the median window counts)."""
+    back to back (the servers taking turns window by window; the median window counts). The
+    servers of `latency_only` take their turns in the latency part only."""
     from mcp import types
     from mcp.client.experimental.tasks import ExperimentalClientFeatures
     from mcp.client.session import ClientSession
@@ -303,19 +310,20 @@ async def mcp(
             raise RuntimeError(f"{tool} failed: {result}")
         return time.perf_counter() - start
 
-    out: dict[str, dict[str, Any]] = {name: {} for name in urls}
+    every = {**urls, **(latency_only or {})}
+    out: dict[str, dict[str, Any]] = {name: {} for name in every}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         async with contextlib.AsyncExitStack() as stack:
-            apis = {name: await session(stack, url) for name, url in urls.items()}
+            apis = {name: await session(stack, url) for name, url in every.items()}
             for tool in ("one_step", "ask_once"):
-                times: dict[str, list[float]] = {name: [] for name in urls}
+                times: dict[str, list[float]] = {name: [] for name in every}
                 for i in range(warmup + latency_n):
                     for name, api in apis.items():
                         took = await run_task(api, tool)
                         if i >= warmup:
                             times[name].append(took)
-                for name in urls:
+                for name in every:
                     out[name][f"{tool}_median_ms"] = statistics.median(times[name]) * 1e3
 
         async with contextlib.AsyncExitStack() as stack:
@@ -368,6 +376,9 @@ def main() -> None:
     p.add_argument("--count", type=int, default=500)
     p = kinds.add_parser("mcp")
     p.add_argument("--url", action="append", required=True, help="NAME=URL, repeated")
+    p.add_argument(
+        "--latency-url", action="append", default=[], help="NAME=URL of a server timed for latency only"
+    )
     p.add_argument("--latency-n", type=int, default=50)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--window", type=float, default=2.0)
@@ -384,7 +395,15 @@ def main() -> None:
     else:
         emit(
             asyncio.run(
-                mcp(_named(args.url), args.latency_n, args.clients, args.window, args.windows, args.warmup)
+                mcp(
+                    _named(args.url),
+                    args.latency_n,
+                    args.clients,
+                    args.window,
+                    args.windows,
+                    args.warmup,
+                    _named(args.latency_url),
+                )
             )
         )
 

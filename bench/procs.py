@@ -181,10 +181,10 @@ def service(
         proc.stop()
 
 
-def spawn_bench_server(logs: Path, kind: str) -> Process:
+def spawn_bench_server(logs: Path, kind: str, *options: str, name: str = "") -> Process:
     """Start a baseline server of `bench.servers`; `bench_server_address` waits until it serves."""
-    command = [sys.executable, "-m", "bench.servers", kind, "--listen", "127.0.0.1:0"]
-    return Process(f"baseline-{kind}", command, logs)
+    command = [sys.executable, "-m", "bench.servers", kind, "--listen", "127.0.0.1:0", *options]
+    return Process(name or f"baseline-{kind}", command, logs)
 
 
 def bench_server_address(proc: Process) -> str:

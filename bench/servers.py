@@ -8,7 +8,11 @@ would send, then holds the stream idle until the client leaves.
 
 `python -m bench.servers sdk --listen 127.0.0.1:0`: the MCP SDK's in-process
 tasks server (mcp 1.30 low-level `Server`, `enable_tasks()`, `run_task`) with
-the tools of bench.worker_tools, over streamable HTTP at /mcp.
+the tools of bench.worker_tools, over streamable HTTP at /mcp. With
+`--notify-every-status` it also sends `notifications/tasks/status` when a task
+goes `input_required` and back to `working`, as the bridge does (the SDK's own
+`elicit` changes the status without a notification; it notifies the terminal
+status only): the same messages reach the client from both servers.
 
 Each prints `listening on ADDRESS` once it serves.
 """
@@ -127,16 +131,47 @@ async def serve_echo(listen: str) -> None:
     await server.wait_for_termination()
 
 
-def build_sdk_server() -> Any:
+def _notifying_store() -> Any:
+    """An SDK InMemoryTaskStore that sends notifications/tasks/status for each change of a
+    task to a status that is not terminal, to the session the task was created in."""
+    from mcp import types
+    from mcp.server.session import ServerSession
+    from mcp.shared.experimental.tasks.helpers import is_terminal
+    from mcp.shared.experimental.tasks.in_memory_task_store import InMemoryTaskStore
+
+    class NotifyingTaskStore(InMemoryTaskStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sessions: dict[str, ServerSession] = {}
+
+        async def update_task(
+            self, task_id: str, status: types.TaskStatus | None = None, status_message: str | None = None
+        ) -> types.Task:
+            before = await self.get_task(task_id)
+            was = before.status if before is not None else None
+            task = await super().update_task(task_id, status, status_message)
+            session = self.sessions.get(task_id)
+            if session is not None and task.status != was and not is_terminal(task.status):
+                params = types.TaskStatusNotificationParams(**task.model_dump())
+                await session.send_notification(
+                    types.ServerNotification(types.TaskStatusNotification(params=params))
+                )
+            return task
+
+    return NotifyingTaskStore()
+
+
+def build_sdk_server(*, notify_every_status: bool = False) -> Any:
     """The SDK's own tasks server with the benchmark's two tools."""
     from mcp import types
     from mcp.server.experimental.task_context import ServerTaskContext
     from mcp.server.lowlevel import Server
 
     server: Server[Any, Any] = Server("bench-sdk-tasks")
+    store = _notifying_store() if notify_every_status else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        server.experimental.enable_tasks()
+        server.experimental.enable_tasks(store=store)
 
     tools = [
         types.Tool(
@@ -168,7 +203,13 @@ def build_sdk_server() -> Any:
             return types.CallToolResult(content=[types.TextContent(type="text", text=ONE_STEP_TEXT)])
 
         async def ask_once(task: ServerTaskContext) -> types.CallToolResult:
-            answer = await task.elicit(message="Go on?", requestedSchema=ASK_SCHEMA)
+            if store is not None:
+                store.sessions[task.task_id] = ctx.session
+            try:
+                answer = await task.elicit(message="Go on?", requestedSchema=ASK_SCHEMA)
+            finally:
+                if store is not None:
+                    store.sessions.pop(task.task_id, None)
             return types.CallToolResult(content=[types.TextContent(type="text", text=answer_text(answer))])
 
         created: types.CreateTaskResult = await ctx.experimental.run_task(
@@ -179,14 +220,16 @@ def build_sdk_server() -> Any:
     return server
 
 
-async def serve_sdk(listen: str) -> None:
+async def serve_sdk(listen: str, *, notify_every_status: bool = False) -> None:
     import uvicorn
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
     from starlette.applications import Starlette
     from starlette.routing import Route
     from starlette.types import Receive, Scope, Send
 
-    manager = StreamableHTTPSessionManager(app=build_sdk_server(), stateless=False)
+    manager = StreamableHTTPSessionManager(
+        app=build_sdk_server(notify_every_status=notify_every_status), stateless=False
+    )
 
     async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         await manager.handle_request(scope, receive, send)
@@ -215,9 +258,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.servers")
     parser.add_argument("kind", choices=("echo", "sdk"))
     parser.add_argument("--listen", default="127.0.0.1:0")
+    parser.add_argument(
+        "--notify-every-status",
+        action="store_true",
+        help="sdk: notify input_required and working too, as the bridge does",
+    )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_echo(args.listen) if args.kind == "echo" else serve_sdk(args.listen))
+        asyncio.run(
+            serve_echo(args.listen)
+            if args.kind == "echo"
+            else serve_sdk(args.listen, notify_every_status=args.notify_every_status)
+        )
 
 
 if __name__ == "__main__":

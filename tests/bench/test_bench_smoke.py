@@ -58,6 +58,7 @@ def test_whole(env: suites.Env) -> None:
         [
             "median latency, one-step task",
             "median latency, task with one elicitation",
+            "median latency, task with one elicitation, same notifications",
             "throughput, 2 concurrent clients",
         ],
     )
