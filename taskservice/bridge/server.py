@@ -52,6 +52,9 @@ SUPPORT_NAMES: dict[int, types.TaskExecutionMode] = {
 TERMINAL = frozenset(
     {task_pb2.TASK_STATUS_COMPLETED, task_pb2.TASK_STATUS_FAILED, task_pb2.TASK_STATUS_CANCELLED}
 )
+FINISHED_KEPT = 4096
+"""How many ended tasks a bridge remembers as ended (see McpBridge.finished)."""
+
 FORWARDED_ERRORS = {
     grpc.StatusCode.NOT_FOUND: types.INVALID_PARAMS,
     grpc.StatusCode.INVALID_ARGUMENT: types.INVALID_PARAMS,
@@ -192,6 +195,8 @@ class McpBridge:
         )
         self._background: set[asyncio.Task[None]] = set()
         self._tools: dict[str, types.Tool] | None = None
+        # Ids of tasks this bridge saw end, oldest first (a dict as an ordered set).
+        self._finished: dict[str, None] = {}
         self._register_handlers()
 
     # --------------------------------------------------------------- plumbing
@@ -233,6 +238,22 @@ class McpBridge:
             caps = dump_model(session.client_params.capabilities)
             known = self._session_capabilities[session] = _struct(caps)
         return known
+
+    def finished(self, task_id: str) -> bool:
+        """Whether this bridge saw the task end (one of the last FINISHED_KEPT it saw end).
+
+        A task's end is final, so `tasks/result` for such a task can only answer its result
+        (or an error): the HTTP transport then answers it with a JSON object, not over SSE.
+        False says nothing: the task may have ended elsewhere or been forgotten.
+        """
+        return task_id in self._finished
+
+    def _saw(self, task: task_pb2.Task) -> None:
+        """Remember the task as ended if it is."""
+        if task.status in TERMINAL and task.task_id not in self._finished:
+            self._finished[task.task_id] = None
+            if len(self._finished) > FINISHED_KEPT:
+                del self._finished[next(iter(self._finished))]
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -410,6 +431,7 @@ class McpBridge:
         seen = (created.status, created.status_message, created.last_updated_at)
         try:
             async for event in self.service.FollowTask(pb.FollowTaskRequest(owner=owner, task_id=task_id)):
+                self._saw(event.task)
                 state = (event.task.status, event.task.status_message, event.task.last_updated_at)
                 if state == seen:
                     continue
@@ -457,6 +479,7 @@ class McpBridge:
                         forwards.start_soon(self._forward, session, owner, event.request, request_id)
                     elif kind == "outcome":
                         outcome = event.outcome
+                        self._saw(outcome.task)
                         break
             except grpc.aio.AioRpcError as exc:
                 failure = rpc_error(exc, f"task {task_id}")
@@ -538,6 +561,7 @@ class McpBridge:
             found = await self.service.LookupTask(
                 pb.LookupTaskRequest(owner=owner, task_id=request.params.taskId)
             )
+        self._saw(found.task)
         return types.ServerResult(task_as(types.GetTaskResult, found.task))
 
     async def _list_tasks(self, request: types.ListTasksRequest) -> types.ServerResult:
@@ -557,4 +581,5 @@ class McpBridge:
             cancelled = await self.service.CancelTask(
                 pb.CancelTaskRequest(owner=owner, task_id=request.params.taskId)
             )
+        self._saw(cancelled.task)
         return types.ServerResult(task_as(types.CancelTaskResult, cancelled.task))

@@ -7,7 +7,7 @@ import contextvars
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import cast
 
 import uvicorn
@@ -32,7 +32,8 @@ MCP_PATH = "/mcp"
 # JSON object for the requests whose handlers never send a message of their own on the
 # request's stream (the transport would drop one), SSE for the rest (`tasks/result` and a
 # plain `tools/call`, which carry the task's elicitation and sampling requests and their
-# progress, and `initialize`).
+# progress, and `initialize`). A `tasks/result` for a task the bridge saw end carries nothing
+# but the result: JSON too.
 
 JSON_ANSWERED = frozenset({"ping", "tools/list", "tasks/get", "tasks/list", "tasks/cancel"})
 """Methods always answered with a JSON object; a task-augmented `tools/call` is too (its status
@@ -52,8 +53,12 @@ class _PerRequestJson:
         return _answer_as_json.get()
 
 
-def answers_with_json(body: bytes) -> bool:
-    """Whether a POST body is one JSON-RPC request that is answered with a JSON object."""
+def answers_with_json(body: bytes, finished: Callable[[str], bool] = lambda task_id: False) -> bool:
+    """Whether a POST body is one JSON-RPC request that is answered with a JSON object.
+
+    `finished(task_id)` says the task has ended: its `tasks/result` then answers the result and
+    nothing else (an ended task asks the client nothing more).
+    """
     try:
         message = json.loads(body)
     except ValueError:
@@ -64,7 +69,12 @@ def answers_with_json(body: bytes) -> bool:
     if method in JSON_ANSWERED:
         return True
     params = message.get("params")
-    return method == "tools/call" and isinstance(params, dict) and params.get("task") is not None
+    if not isinstance(params, dict):
+        return False
+    if method == "tasks/result":
+        task_id = params.get("taskId")
+        return isinstance(task_id, str) and finished(task_id)
+    return method == "tools/call" and params.get("task") is not None
 
 
 def _accepts_json_and_sse(scope: Scope) -> bool:
@@ -101,14 +111,15 @@ async def _read_ahead(receive: Receive, limit: int) -> tuple[bytes | None, Recei
 class _McpEndpoint:
     """The ASGI endpoint at /mcp (a plain Route, so /mcp is not redirected to /mcp/)."""
 
-    def __init__(self, manager: StreamableHTTPSessionManager) -> None:
+    def __init__(self, manager: StreamableHTTPSessionManager, finished: Callable[[str], bool]) -> None:
         self.manager = manager
+        self.finished = finished
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         as_json = False
         if scope["method"] == "POST" and _accepts_json_and_sse(scope):
             body, receive = await _read_ahead(receive, PEEK_LIMIT)
-            as_json = body is not None and answers_with_json(body)
+            as_json = body is not None and answers_with_json(body, self.finished)
         token = _answer_as_json.set(as_json)
         try:
             await self.manager.handle_request(scope, receive, send)
@@ -126,7 +137,8 @@ def http_app(bridge: McpBridge) -> Starlette:
         async with manager.run():
             yield
 
-    return Starlette(routes=[Route(MCP_PATH, endpoint=_McpEndpoint(manager))], lifespan=lifespan)
+    endpoint = _McpEndpoint(manager, bridge.finished)
+    return Starlette(routes=[Route(MCP_PATH, endpoint=endpoint)], lifespan=lifespan)
 
 
 def split_host_port(address: str) -> tuple[str, int]:

@@ -3,18 +3,19 @@
 The spec lets a server choose either per request, and clients must take both. The bridge answers
 with JSON the requests whose handlers send nothing else on the request's stream, and over SSE
 `initialize`, `tasks/result` and a plain `tools/call` (they carry the task's requests to the
-client). These tests speak raw HTTP, so they see the answer's media type; every other test of
-the suite drives the same answers through mcp 1.30's client, and tests/node through the
-TypeScript SDK's.
+client); `tasks/result` for a task the bridge saw end carries nothing else, so JSON too. These
+tests speak raw HTTP, so they see the answer's media type; every other test of the suite drives
+the same answers through mcp 1.30's client, and tests/node through the TypeScript SDK's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import httpx
 
 from taskservice.bridge.transports import PEEK_LIMIT, answers_with_json
@@ -45,13 +46,26 @@ class RawSession:
     async def post(self, body: dict[str, Any], *, accept: str = BOTH) -> httpx.Response:
         return await self.http.post(self.url, content=json.dumps(body), headers=self.headers(accept))
 
-    async def request(self, method: str, params: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-        """(media type of the answer, the JSON-RPC response in it)."""
+    async def request(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        on_headers: Callable[[], None] = lambda: None,
+    ) -> tuple[str, dict[str, Any]]:
+        """(media type of the answer, the JSON-RPC response in it). `on_headers` runs once the
+        answer's headers are in, before its body is read."""
         self.next_id += 1
         body: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
         if params is not None:
             body["params"] = params
-        response = await self.post(body)
+        request = self.http.build_request("POST", self.url, content=json.dumps(body), headers=self.headers())
+        response = await self.http.send(request, stream=True)
+        try:
+            on_headers()
+            await response.aread()
+        finally:
+            await response.aclose()
         assert response.status_code == 200, response.text
         self.session_id = self.session_id or response.headers.get("mcp-session-id", "")
         media_type = response.headers["content-type"].split(";")[0]
@@ -62,6 +76,13 @@ class RawSession:
             if message.get("id") == self.next_id:
                 return media_type, message
         raise AssertionError(f"no response to request {self.next_id} in the stream: {response.text!r}")
+
+    async def create_task(self, tool: str, arguments: dict[str, Any]) -> tuple[str, str]:
+        """tools/call `tool` as a task: (media type of the answer, the task's id)."""
+        media_type, created = await self.request(
+            "tools/call", {"name": tool, "arguments": arguments, "task": {"ttl": 60_000}}
+        )
+        return media_type, created["result"]["task"]["taskId"]
 
 
 def sse_messages(text: str) -> list[dict[str, Any]]:
@@ -104,11 +125,8 @@ async def test_requests_without_messages_of_their_own_are_answered_with_json(sta
         assert media_type == "application/json"
         assert "echo" in {tool["name"] for tool in listed["result"]["tools"]}
 
-        media_type, created = await session.request(
-            "tools/call", {"name": "echo", "arguments": {"text": "hi"}, "task": {"ttl": 60_000}}
-        )
+        media_type, task_id = await session.create_task("echo", {"text": "hi"})
         assert media_type == "application/json"
-        task_id = created["result"]["task"]["taskId"]
 
         media_type, got = await session.request("tasks/get", {"taskId": task_id})
         assert media_type == "application/json"
@@ -130,13 +148,13 @@ async def test_requests_without_messages_of_their_own_are_answered_with_json(sta
 @requirement(STREAMABLE_HTTP)
 async def test_requests_that_carry_the_tasks_messages_are_answered_over_sse(stack: Stack) -> None:
     async with initialized(stack) as session:
-        media_type, created = await session.request(
-            "tools/call", {"name": "echo", "arguments": {"text": "hi"}, "task": {"ttl": 60_000}}
+        _, task_id = await session.create_task("gated", {"gate": "sse-result"})
+        # The task still runs when its tasks/result comes: the gate opens once the answer has begun.
+        media_type, result = await session.request(
+            "tasks/result", {"taskId": task_id}, on_headers=lambda: stack.open_gate("sse-result", "now")
         )
-        task_id = created["result"]["task"]["taskId"]
-        media_type, result = await session.request("tasks/result", {"taskId": task_id})
         assert media_type == "text/event-stream"
-        assert result["result"]["content"] == [{"type": "text", "text": "echo: hi"}]
+        assert result["result"]["content"] == [{"type": "text", "text": "opened: now"}]
 
         media_type, called = await session.request(
             "tools/call", {"name": "echo", "arguments": {"text": "ho"}}
@@ -150,14 +168,31 @@ async def test_requests_that_carry_the_tasks_messages_are_answered_over_sse(stac
 
 
 @requirement(STREAMABLE_HTTP)
+async def test_the_result_of_a_task_seen_to_end_is_answered_with_json(stack: Stack) -> None:
+    async with initialized(stack) as session:
+        _, task_id = await session.create_task("echo", {"text": "hi"})
+        with anyio.fail_after(WAIT):
+            while True:
+                _, got = await session.request("tasks/get", {"taskId": task_id})
+                if got["result"]["status"] == "completed":
+                    break
+                await anyio.sleep(0.02)
+        media_type, result = await session.request("tasks/result", {"taskId": task_id})
+        assert media_type == "application/json"
+        assert result["result"]["content"] == [{"type": "text", "text": "echo: hi"}]
+        assert result["result"]["_meta"] == {"io.modelcontextprotocol/related-task": {"taskId": task_id}}
+        # Not for a task the bridge has not seen end (here: none such), which is answered as before.
+        media_type, missing = await session.request("tasks/result", {"taskId": "no-such-task"})
+        assert media_type == "text/event-stream"
+        assert "error" in missing, missing
+
+
+@requirement(STREAMABLE_HTTP)
 async def test_a_body_longer_than_the_read_ahead_arrives_whole_and_is_answered_over_sse(stack: Stack) -> None:
     text = "x" * (PEEK_LIMIT + 1000)
     async with initialized(stack) as session:
-        media_type, created = await session.request(
-            "tools/call", {"name": "echo", "arguments": {"text": text}, "task": {"ttl": 60_000}}
-        )
+        media_type, task_id = await session.create_task("echo", {"text": text})
         assert media_type == "text/event-stream"
-        task_id = created["result"]["task"]["taskId"]
         _, result = await session.request("tasks/result", {"taskId": task_id})
         assert result["result"]["content"] == [{"type": "text", "text": f"echo: {text}"}]
 
@@ -183,6 +218,10 @@ def test_which_requests_are_answered_with_json() -> None:
     assert not answers_with_json(request("tools/call", {"name": "t"}))
     assert not answers_with_json(request("tools/call", {"name": "t", "task": None}))
     assert not answers_with_json(request("tasks/result", {"taskId": "t"}))
+    ended = {"t"}.__contains__
+    assert answers_with_json(request("tasks/result", {"taskId": "t"}), ended)
+    assert not answers_with_json(request("tasks/result", {"taskId": "u"}), ended)
+    assert not answers_with_json(request("tasks/result", {"taskId": 7}), lambda task_id: True)
     assert not answers_with_json(request("initialize"))
     assert not answers_with_json(request("prompts/list"))
     # Not one request: a notification, a batch, a response, or no JSON at all.
