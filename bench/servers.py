@@ -147,8 +147,10 @@ def _notifying_store() -> Any:
         async def update_task(
             self, task_id: str, status: types.TaskStatus | None = None, status_message: str | None = None
         ) -> types.Task:
-            before = await self.get_task(task_id)
-            was = before.status if before is not None else None
+            # The stored task, not get_task: that one scans every task for expiry and copies
+            # the task, work the SDK's own update does not do and the baseline must not pay.
+            stored = self._tasks.get(task_id)
+            was = stored.task.status if stored is not None else None
             task = await super().update_task(task_id, status, status_message)
             session = self.sessions.get(task_id)
             if session is not None and task.status != was and not is_terminal(task.status):
