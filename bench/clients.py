@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -29,6 +29,12 @@ from taskservice_client._proto.mcptasks.v1 import (
     task_service_pb2,
     task_service_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    from mcp import types
+    from mcp.client.experimental.tasks import ExperimentalClientFeatures
+    from mcp.client.session import ClientSession
+    from mcp.shared.context import RequestContext
 
 pb = task_service_pb2
 OWNER = "bench:owner"
@@ -272,6 +278,39 @@ async def scale(targets: dict[str, str], samples: dict[str, str], count: int) ->
 # -------------------------------------------------------------------------- mcp
 
 
+async def _accept(
+    context: RequestContext[ClientSession, Any], params: types.ElicitRequestParams
+) -> types.ElicitResult:
+    """The bench client's answer to every elicitation."""
+    from mcp.types import ElicitResult
+
+    return ElicitResult(action="accept", content={"go_on": True})
+
+
+async def _session(stack: contextlib.AsyncExitStack, url: str) -> ExperimentalClientFeatures:
+    """An initialized MCP session over streamable HTTP, closed with `stack`."""
+    from mcp.client.experimental.tasks import ExperimentalClientFeatures
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    read, write, _ = await stack.enter_async_context(streamable_http_client(url))
+    s = await stack.enter_async_context(ClientSession(read, write, elicitation_callback=_accept))
+    await s.initialize()
+    return ExperimentalClientFeatures(s)
+
+
+async def _run_task(api: ExperimentalClientFeatures, tool: str) -> float:
+    """Seconds from calling `tool` as a task to having its result."""
+    from mcp.types import CallToolResult
+
+    start = time.perf_counter()
+    created = await api.call_tool_as_task(tool, {}, ttl=WHOLE_TASK_TTL_MS)
+    result = await api.get_task_result(created.task.taskId, CallToolResult)
+    if result.isError:
+        raise RuntimeError(f"{tool} failed: {result}")
+    return time.perf_counter() - start
+
+
 async def mcp(
     urls: dict[str, str],
     latency_n: int,
@@ -285,49 +324,24 @@ async def mcp(
     taking turns task by task), then tasks/s with `clients` sessions per server calling one_step
     back to back (the servers taking turns window by window; the median window counts). The
     servers of `latency_only` take their turns in the latency part only."""
-    from mcp import types
-    from mcp.client.experimental.tasks import ExperimentalClientFeatures
-    from mcp.client.session import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared.context import RequestContext
-
-    async def accept(
-        context: RequestContext[ClientSession, Any], params: types.ElicitRequestParams
-    ) -> types.ElicitResult:
-        return types.ElicitResult(action="accept", content={"go_on": True})
-
-    async def session(stack: contextlib.AsyncExitStack, url: str) -> ExperimentalClientFeatures:
-        read, write, _ = await stack.enter_async_context(streamable_http_client(url))
-        s = await stack.enter_async_context(ClientSession(read, write, elicitation_callback=accept))
-        await s.initialize()
-        return ExperimentalClientFeatures(s)
-
-    async def run_task(api: ExperimentalClientFeatures, tool: str) -> float:
-        start = time.perf_counter()
-        created = await api.call_tool_as_task(tool, {}, ttl=WHOLE_TASK_TTL_MS)
-        result = await api.get_task_result(created.task.taskId, types.CallToolResult)
-        if result.isError:
-            raise RuntimeError(f"{tool} failed: {result}")
-        return time.perf_counter() - start
-
     every = {**urls, **(latency_only or {})}
     out: dict[str, dict[str, Any]] = {name: {} for name in every}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         async with contextlib.AsyncExitStack() as stack:
-            apis = {name: await session(stack, url) for name, url in every.items()}
+            apis = {name: await _session(stack, url) for name, url in every.items()}
             for tool in ("one_step", "ask_once"):
                 times: dict[str, list[float]] = {name: [] for name in every}
                 for i in range(warmup + latency_n):
                     for name, api in apis.items():
-                        took = await run_task(api, tool)
+                        took = await _run_task(api, tool)
                         if i >= warmup:
                             times[name].append(took)
                 for name in every:
                     out[name][f"{tool}_median_ms"] = statistics.median(times[name]) * 1e3
 
         async with contextlib.AsyncExitStack() as stack:
-            pools = {name: [await session(stack, url) for _ in range(clients)] for name, url in urls.items()}
+            pools = {name: [await _session(stack, url) for _ in range(clients)] for name, url in urls.items()}
             rates: dict[str, list[float]] = {name: [] for name in urls}
             for index in range(windows + 1):  # the first window of each warms up
                 for name, pool in pools.items():
@@ -337,7 +351,7 @@ async def mcp(
                     async def loop(api: ExperimentalClientFeatures) -> None:
                         nonlocal done
                         while time.perf_counter() < stop_at:  # noqa: B023 (this window's)
-                            await run_task(api, "one_step")
+                            await _run_task(api, "one_step")
                             done += 1
 
                     began = time.perf_counter()
@@ -349,6 +363,24 @@ async def mcp(
                 out[name]["best_tasks_per_s"] = max(rates[name])
                 out[name]["windows"] = [round(r, 1) for r in rates[name]]
     return out
+
+
+async def paired(urls: dict[str, str], tool: str, rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Latency of `tool` on each server, in ms, round by round (bench.ab): each round takes every
+    server once, in a new random order, each task right after the one before. Index i of every
+    server's list is the same round, so that differences can be paired."""
+    order = random.Random(f"paired-{tool}")
+    times: dict[str, list[float]] = {name: [] for name in urls}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        async with contextlib.AsyncExitStack() as stack:
+            apis = {name: await _session(stack, url) for name, url in urls.items()}
+            for index in range(warmup + rounds):
+                for name in order.sample(list(apis), len(apis)):
+                    took = await _run_task(apis[name], tool)
+                    if index >= warmup:
+                        times[name].append(took * 1e3)
+    return times
 
 
 def _named(pairs: list[str]) -> dict[str, str]:
@@ -384,12 +416,19 @@ def main() -> None:
     p.add_argument("--window", type=float, default=2.0)
     p.add_argument("--windows", type=int, default=3)
     p.add_argument("--warmup", type=int, default=3)
+    p = kinds.add_parser("paired")
+    p.add_argument("--url", action="append", required=True, help="NAME=URL, repeated")
+    p.add_argument("--tool", default="ask_once")
+    p.add_argument("--rounds", type=int, default=400)
+    p.add_argument("--warmup", type=int, default=20)
     args = parser.parse_args()
     if args.kind == "unary":
         levels = [int(x) for x in args.levels.split(",")]
         emit(asyncio.run(unary(_named(args.target), levels, args.window, args.windows)))
     elif args.kind == "streams":
         asyncio.run(streams(args.target, args.count, args.channels, args.warm, args.settle))
+    elif args.kind == "paired":
+        emit(asyncio.run(paired(_named(args.url), args.tool, args.rounds, args.warmup)))
     elif args.kind == "scale":
         emit(asyncio.run(scale(_named(args.target), _named(args.samples), args.count)))
     else:

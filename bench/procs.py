@@ -36,8 +36,8 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def taskservice_command() -> list[str]:
-    if SERVICE_ROOT is not None:
+def taskservice_command(root: Path | None = None) -> list[str]:
+    if root is not None or SERVICE_ROOT is not None:
         return [sys.executable, "-m", "taskservice"]
     script = Path(sys.executable).with_name("taskservice")
     return [str(script)] if script.exists() else [sys.executable, "-m", "taskservice"]
@@ -122,10 +122,14 @@ def process(name: str, command: Sequence[str], logs: Path, **kwargs: Any) -> Ite
         proc.stop()
 
 
-def spawn_service(logs: Path, store: str, *, mcp: bool = False, name: str = "") -> Process:
-    """Start `taskservice serve` on free loopback ports; `service_address` waits until it serves."""
+def spawn_service(
+    logs: Path, store: str, *, mcp: bool = False, name: str = "", root: Path | None = None
+) -> Process:
+    """Start `taskservice serve` on free loopback ports; `service_address` waits until it serves.
+    The service is `root`'s (another checkout), else SERVICE_ROOT's, else this checkout's."""
+    root = root if root is not None else SERVICE_ROOT
     command = [
-        *taskservice_command(),
+        *taskservice_command(root),
         "serve",
         f"--store={store}",
         "--grpc-listen=127.0.0.1:0",
@@ -134,29 +138,35 @@ def spawn_service(logs: Path, store: str, *, mcp: bool = False, name: str = "") 
     command += ["--mcp-listen=127.0.0.1:0"] if mcp else ["--no-mcp"]
     env = None
     cwd = ROOT
-    if SERVICE_ROOT is not None:
+    if root is not None:
         # `python -m` puts the working directory first on sys.path: run from the other checkout.
         env = clean_env()
-        env["PYTHONPATH"] = os.pathsep.join((str(SERVICE_ROOT), env["PYTHONPATH"]))
-        cwd = SERVICE_ROOT
-        check_service_root(env)
+        env["PYTHONPATH"] = os.pathsep.join((str(root), env["PYTHONPATH"]))
+        cwd = root
+        check_service_root(env, root)
     return Process(name or f"serve-{store.split(':')[0]}", command, logs, env=env, cwd=cwd)
 
 
-def check_service_root(env: dict[str, str]) -> None:
-    """Fail unless a service process started as spawn_service starts it imports SERVICE_ROOT's code."""
-    assert SERVICE_ROOT is not None
+def check_service_root(env: dict[str, str], root: Path | None = None) -> None:
+    """Fail unless a service process started as spawn_service starts it imports `root`'s code
+    (SERVICE_ROOT's by default)."""
+    root = root if root is not None else SERVICE_ROOT
+    assert root is not None
+    _check_imports("taskservice", env, root, cwd=root, what="the service")
+
+
+def _check_imports(module: str, env: dict[str, str], root: Path, *, cwd: Path, what: str) -> None:
     found = subprocess.run(
-        [sys.executable, "-c", "import taskservice; print(taskservice.__file__)"],
-        cwd=SERVICE_ROOT,
+        [sys.executable, "-c", f"import {module}; print({module}.__file__)"],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     ).stdout.strip()
-    if not Path(found).resolve().is_relative_to(SERVICE_ROOT):
-        raise ProcessFailed(f"--service-root {SERVICE_ROOT}: the service would import {found} instead")
+    if not Path(found).resolve().is_relative_to(root):
+        raise ProcessFailed(f"--service-root {root}: {what} would import {found} instead")
 
 
 def service_address(proc: Process, *, mcp: bool = False) -> tuple[str, str]:
@@ -202,12 +212,22 @@ def bench_server(logs: Path, kind: str) -> Iterator[tuple[Process, str]]:
         proc.stop()
 
 
+CLIENT_SRC = Path("client/python/src")
+"""Where a checkout keeps the Python worker library."""
+
+
 @contextlib.contextmanager
-def worker(logs: Path, target: str) -> Iterator[Process]:
-    """A remote Python worker serving bench.worker_tools, in a process of its own."""
+def worker(logs: Path, target: str, *, root: Path | None = None, name: str = "worker") -> Iterator[Process]:
+    """A remote Python worker serving bench.worker_tools, in a process of its own, on the worker
+    library of `root` (another checkout) when given."""
     command = [sys.executable, "-m", "taskservice_client", "run", "bench.worker_tools:worker"]
     command += ["--target", target, "--log-level", "WARNING"]
-    with process("worker", command, logs) as proc:
+    env = None
+    if root is not None:
+        env = clean_env()
+        env["PYTHONPATH"] = os.pathsep.join((str(root / CLIENT_SRC), env["PYTHONPATH"]))
+        _check_imports("taskservice_client", env, root, cwd=ROOT, what="the worker")
+    with process(name, command, logs, env=env) as proc:
         yield proc
 
 
