@@ -311,6 +311,26 @@ async def _run_task(api: ExperimentalClientFeatures, tool: str) -> float:
     return time.perf_counter() - start
 
 
+async def _latencies(
+    apis: dict[str, ExperimentalClientFeatures],
+    tool: str,
+    rounds: int,
+    warmup: int,
+    shuffle: random.Random | None = None,
+) -> dict[str, list[float]]:
+    """Latency of `tool` on each server, in ms, after `warmup` rounds: each round takes every
+    server once, each task right after the one before, in the same order every round or, with
+    `shuffle`, in a new order drawn from it."""
+    times: dict[str, list[float]] = {name: [] for name in apis}
+    for index in range(warmup + rounds):
+        names = shuffle.sample(list(apis), len(apis)) if shuffle is not None else list(apis)
+        for name in names:
+            took = await _run_task(apis[name], tool)
+            if index >= warmup:
+                times[name].append(took * 1e3)
+    return times
+
+
 async def mcp(
     urls: dict[str, str],
     latency_n: int,
@@ -331,14 +351,9 @@ async def mcp(
         async with contextlib.AsyncExitStack() as stack:
             apis = {name: await _session(stack, url) for name, url in every.items()}
             for tool in ("one_step", "ask_once"):
-                times: dict[str, list[float]] = {name: [] for name in every}
-                for i in range(warmup + latency_n):
-                    for name, api in apis.items():
-                        took = await _run_task(api, tool)
-                        if i >= warmup:
-                            times[name].append(took)
+                times = await _latencies(apis, tool, latency_n, warmup)
                 for name in every:
-                    out[name][f"{tool}_median_ms"] = statistics.median(times[name]) * 1e3
+                    out[name][f"{tool}_median_ms"] = statistics.median(times[name])
 
         async with contextlib.AsyncExitStack() as stack:
             pools = {name: [await _session(stack, url) for _ in range(clients)] for name, url in urls.items()}
@@ -369,18 +384,11 @@ async def paired(urls: dict[str, str], tool: str, rounds: int, warmup: int) -> d
     """Latency of `tool` on each server, in ms, round by round (bench.ab): each round takes every
     server once, in a new random order, each task right after the one before. Index i of every
     server's list is the same round, so that differences can be paired."""
-    order = random.Random(f"paired-{tool}")
-    times: dict[str, list[float]] = {name: [] for name in urls}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         async with contextlib.AsyncExitStack() as stack:
             apis = {name: await _session(stack, url) for name, url in urls.items()}
-            for index in range(warmup + rounds):
-                for name in order.sample(list(apis), len(apis)):
-                    took = await _run_task(apis[name], tool)
-                    if index >= warmup:
-                        times[name].append(took * 1e3)
-    return times
+            return await _latencies(apis, tool, rounds, warmup, random.Random(f"paired-{tool}"))
 
 
 def _named(pairs: list[str]) -> dict[str, str]:

@@ -36,8 +36,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def taskservice_command(root: Path | None = None) -> list[str]:
-    if root is not None or SERVICE_ROOT is not None:
+def taskservice_command(root: Path | None) -> list[str]:
+    """How to start `taskservice`: as `python -m` from another checkout's `root`, else this one's."""
+    if root is not None:
         return [sys.executable, "-m", "taskservice"]
     script = Path(sys.executable).with_name("taskservice")
     return [str(script)] if script.exists() else [sys.executable, "-m", "taskservice"]
@@ -143,19 +144,12 @@ def spawn_service(
         env = clean_env()
         env["PYTHONPATH"] = os.pathsep.join((str(root), env["PYTHONPATH"]))
         cwd = root
-        check_service_root(env, root)
+        _check_imports("taskservice", env, root, cwd=root, what="the service")
     return Process(name or f"serve-{store.split(':')[0]}", command, logs, env=env, cwd=cwd)
 
 
-def check_service_root(env: dict[str, str], root: Path | None = None) -> None:
-    """Fail unless a service process started as spawn_service starts it imports `root`'s code
-    (SERVICE_ROOT's by default)."""
-    root = root if root is not None else SERVICE_ROOT
-    assert root is not None
-    _check_imports("taskservice", env, root, cwd=root, what="the service")
-
-
 def _check_imports(module: str, env: dict[str, str], root: Path, *, cwd: Path, what: str) -> None:
+    """Fail unless a process started with `env` in `cwd` imports `module` from `root`."""
     found = subprocess.run(
         [sys.executable, "-c", f"import {module}; print({module}.__file__)"],
         cwd=cwd,
@@ -166,7 +160,7 @@ def _check_imports(module: str, env: dict[str, str], root: Path, *, cwd: Path, w
         check=True,
     ).stdout.strip()
     if not Path(found).resolve().is_relative_to(root):
-        raise ProcessFailed(f"--service-root {root}: {what} would import {found} instead")
+        raise ProcessFailed(f"{root}: {what} would import {found} instead")
 
 
 def service_address(proc: Process, *, mcp: bool = False) -> tuple[str, str]:
