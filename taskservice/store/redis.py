@@ -630,7 +630,7 @@ class RedisChangeFeed:
             finally:
                 self._live.clear()
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # unannotated before redis-py 8.2
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
