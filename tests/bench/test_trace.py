@@ -1,0 +1,104 @@
+"""bench.trace: the stage table from merged marks, and one tiny traced run end to end (every
+stage it names is marked in the process it belongs to; no duration is judged)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from bench import trace
+
+from ..readme.readme_blocks import fenced, section
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _hook() -> ModuleType:
+    """The hook module itself, loaded under another name: without BENCH_TRACE_DIR it only defines."""
+    spec = importlib.util.spec_from_file_location("bench_tracehook", trace.HOOK / "sitecustomize.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_marks_split_into_tasks_of_one_server_each(tmp_path: Path) -> None:
+    (tmp_path / "10.txt").write_text("1.000 c.start\n1.004 c.end\n2.000 c.start\n2.010 c.end\n3.0 c.start\n")
+    (tmp_path / "20.txt").write_text("1.001 s.recv:tools/call\n")
+    (tmp_path / "30.txt").write_text("2.002 s.recv:tools/call\n2.003 w.answer\n")
+    (tmp_path / "40.txt").write_text("2.004 s.recv:tools/call\n")  # a second server in task 2
+    events = trace.read_marks(tmp_path, {20: "sdk", 30: "ours", 40: "sdk"})
+    assert [stage for _, stage, _ in events][:3] == ["c.start", "s.recv:tools/call", "c.end"]
+    tasks = trace.split_tasks(events)
+    assert list(tasks) == ["sdk"]  # task 2 mixes servers, task 3 never ended
+    assert [stage for _, stage in tasks["sdk"][0]] == ["c.start", "s.recv:tools/call", "c.end"]
+
+
+def test_stage_table_takes_medians_of_first_marks_in_order() -> None:
+    tasks = [
+        [(0.0, "c.start"), (0.001, "s.a"), (0.003, "s.b"), (0.004, "s.a"), (0.005, "c.end")],
+        [(1.0, "c.start"), (1.002, "s.a"), (1.004, "s.b"), (1.006, "c.end")],
+        [(2.0, "c.start"), (2.003, "s.a"), (2.008, "c.end")],
+    ]
+    rows = trace.stage_table(tasks)
+    assert [row["stage"] for row in rows] == ["c.start", "s.a", "s.b", "c.end"]
+    at = {row["stage"]: row for row in rows}
+    assert at["s.a"]["at_ms"] == pytest.approx(2.0)  # 1, 2, 3 ms: the second s.a of task 1 not counted
+    assert at["s.b"]["at_ms"] == pytest.approx(3.5)
+    assert at["s.b"]["tasks"] == 2
+    assert at["s.b"]["step_ms"] == pytest.approx(1.5)
+    assert at["c.end"]["at_ms"] == pytest.approx(6.0)
+
+
+def test_sent_chunks_are_told_apart() -> None:
+    stage = _hook()._http_body_stage
+    notify = b'data: {"method":"notifications/tasks/status","params":{"status":"working"}}'
+    assert stage(notify) == "notify:working"
+    assert stage(b'data: {"method":"elicitation/create","params":{}}') == "ask"
+    assert stage(b'{"result":{"content":[]}}') == "result"
+    assert stage(b'{"result":{"task":{"taskId":"t"}}}') == "created"
+    assert stage(b"") is None
+
+
+def test_a_tiny_traced_run_marks_every_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "trace.json"
+    code = trace.main(["--rounds", "3", "--warmup", "1", "--json", str(out), "--work", str(tmp_path / "w")])
+    assert code == 0
+    stages = json.loads(out.read_text())["stages"]
+    assert set(stages) == {"ours", "sdk"}
+    ours = [row["stage"] for row in stages["ours"]]
+    sdk = [row["stage"] for row in stages["sdk"]]
+    assert ours[0] == sdk[0] == "c.start"
+    assert ours[-1] == sdk[-1] == "c.end"
+    # The client, the bridge and its service, and the worker: each process's marks arrived.
+    marked_by_ours = ("c.ask", "s.recv:tools/call", "s.send:ask", "s.answer", "s.complete", "w.answer")
+    for stage in (*marked_by_ours, "w.complete"):
+        assert stage in ours, stage
+    for stage in ("c.ask", "s.recv:tasks/result", "s.send:result"):
+        assert stage in sdk, stage
+    assert not {"s.answer", "w.answer"} & set(sdk)
+    assert all(row["tasks"] >= 1 for rows in stages.values() for row in rows)
+    printed = capsys.readouterr().out
+    assert "ours: " in printed
+    assert "sdk: " in printed
+
+
+def test_the_readme_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """README's Performance section: its `bench.trace` line, run as written but for the rounds."""
+    blocks = [b for b in fenced(section("Performance"), "sh") if "bench.trace" in b]
+    assert len(blocks) == 1
+    (line,) = [shlex.split(line, comments=True) for line in blocks[0].splitlines()]
+    assert line[:3] == [".venv/bin/python", "-m", "bench.trace"]
+    args = line[3:]
+    rounds = args.index("--rounds")
+    args[rounds + 1 : rounds + 2] = ["2", "--warmup", "0", "--work", str(tmp_path / "work")]
+    assert trace.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "ours: " in printed
+    assert "s.complete" in printed
