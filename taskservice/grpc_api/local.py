@@ -23,12 +23,13 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 import grpc.aio
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
+from google.rpc import status_pb2
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,32 @@ async def _unary(
     if failure is not None:
         raise failure
     return response
+
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def status_of(error: grpc.aio.AioRpcError) -> status_pb2.Status:
+    """The `google.rpc.Status` a call ended with: its rich details when it carried them."""
+    trailing: Any = error.trailing_metadata() or ()
+    for key, value in trailing:
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            return status_pb2.Status.FromString(value)
+    return status_pb2.Status(code=error.code().value[0], message=error.details() or "")
+
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+
+
+async def call_locally(
+    handler: Callable[[Req, Any], Awaitable[Resp]], request: Req
+) -> Resp | status_pb2.Status:
+    """A unary handler's response, or the status its call would have ended with."""
+    try:
+        return cast("Resp", await _unary(cast("UnaryHandler", handler), request))
+    except grpc.aio.AioRpcError as error:
+        return status_of(error)
 
 
 async def _stream(

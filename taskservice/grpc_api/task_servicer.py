@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.rpc import status_pb2
 from taskservice_client._proto.mcptasks.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
 from taskservice import mcp_payloads
@@ -22,7 +25,8 @@ from taskservice.grpc_api.convert import (
     task_message,
     timestamp,
 )
-from taskservice.grpc_api.errors import grpc_errors
+from taskservice.grpc_api.errors import grpc_errors, status_for
+from taskservice.grpc_api.local import call_locally
 from taskservice.grpc_api.streams import StreamRegistry
 
 pb = task_service_pb2
@@ -83,6 +87,52 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
                 notify=notify_flag(request),
             )
             return pb.FailResponse(task=task_message(task))
+
+    async def ReportOutcomes(
+        self, requests: AsyncIterator[pb.ReportOutcomesRequest], context: Context
+    ) -> AsyncIterator[pb.ReportOutcomesResponse]:
+        """Each outcome handled as its own Complete or Fail call, as soon as it arrives (a
+        slow store does not hold back the outcomes behind it); answers go out as they finish."""
+        answers: asyncio.Queue[pb.ReportOutcomesResponse | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async with asyncio.TaskGroup() as handling:
+                    async for request in requests:
+                        handling.create_task(self._report(request, answers))
+            finally:
+                answers.put_nowait(None)
+
+        async with self.streams.open(context):
+            reader = asyncio.ensure_future(read())
+            try:
+                while (answer := await answers.get()) is not None:
+                    yield answer
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+
+    async def _report(
+        self, request: pb.ReportOutcomesRequest, answers: asyncio.Queue[pb.ReportOutcomesResponse | None]
+    ) -> None:
+        answer = pb.ReportOutcomesResponse(report_id=request.report_id)
+        kind = request.WhichOneof("outcome")
+        got: pb.CompleteResponse | pb.FailResponse | status_pb2.Status
+        if kind == "complete":
+            got = await call_locally(self.Complete, request.complete)
+        elif kind == "fail":
+            got = await call_locally(self.Fail, request.fail)
+        else:
+            got = status_for(InvalidArgument("outcome", "give complete or fail"))
+        if isinstance(got, pb.CompleteResponse):
+            answer.complete.CopyFrom(got)
+        elif isinstance(got, pb.FailResponse):
+            answer.fail.CopyFrom(got)
+        else:
+            # OutcomeError has google.rpc.Status's fields and numbers: the same bytes.
+            answer.error.ParseFromString(got.SerializeToString())
+        answers.put_nowait(answer)
 
     async def WatchTask(
         self, request: pb.WatchTaskRequest, context: Context

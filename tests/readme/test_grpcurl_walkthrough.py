@@ -104,9 +104,10 @@ def test_describe_shows_every_rpc_with_stream_where_it_waits(session: Session) -
     described = session.step("describe mcptasks.v1.TaskService").output
     assert {m.name for m in TASK_SERVICE.methods if m.server_streaming} >= set(STREAMING)
     for method in TASK_SERVICE.methods:
+        stream_in = "stream " if method.client_streaming else ""
         stream = "stream " if method.server_streaming else ""
         line = (
-            f"rpc {method.name} ( .{method.input_type.full_name} )"
+            f"rpc {method.name} ( {stream_in}.{method.input_type.full_name} )"
             f" returns ( {stream}.{method.output_type.full_name} );"
         )
         assert line in described, f"{line!r} is missing from:\n{described}"

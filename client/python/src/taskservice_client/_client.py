@@ -13,9 +13,16 @@ import grpc
 
 from taskservice_client._channel import ChannelOptions, RetryPolicy, TLSConfig, open_channel
 from taskservice_client._errors import RETRYABLE, TaskServiceError, translate
-from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2_grpc, task_service_pb2_grpc
+from taskservice_client._outcomes import OutcomeStream
+from taskservice_client._proto.mcptasks.v1 import (
+    bridge_service_pb2_grpc,
+    task_service_pb2,
+    task_service_pb2_grpc,
+)
 
 log = logging.getLogger("taskservice_client")
+
+pb = task_service_pb2
 
 R = TypeVar("R")
 
@@ -67,6 +74,8 @@ class ServiceClient:
         # through `unary` and `stream`, which give them their real types.
         self.tasks: Any = task_service_pb2_grpc.TaskServiceStub(self.channel)
         self.bridge: Any = bridge_service_pb2_grpc.BridgeServiceStub(self.channel)
+        # Complete and Fail go over it while something runs `outcomes.run()` (a Worker does).
+        self.outcomes = OutcomeStream(self)
 
     async def close(self) -> None:
         await self.channel.close(None)
@@ -82,9 +91,13 @@ class ServiceClient:
     ) -> R:
         """Make a unary call, again after a backoff while the service is unreachable."""
         backoff = self.retry.backoff()
+        outcome = request if isinstance(request, pb.CompleteRequest | pb.FailRequest) else None
         while True:
             try:
-                response = await rpc(request, timeout=deadline or self.rpc_timeout, metadata=self.metadata)
+                timeout = deadline or self.rpc_timeout
+                response = None if outcome is None else await self.outcomes.report(outcome, timeout)
+                if response is None:
+                    response = await rpc(request, timeout=timeout, metadata=self.metadata)
                 return cast("R", response)
             except grpc.aio.AioRpcError as error:
                 name = method_name(rpc)

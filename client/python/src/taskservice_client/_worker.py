@@ -301,6 +301,8 @@ class Worker:
                 # does not disturb them, and they drain after the loops stopped taking work.
                 async with anyio.create_task_group() as work, anyio.create_task_group() as connection:
                     connection.start_soon(self._guard, self._heartbeats, client)
+                    # The tools' Complete and Fail go over this stream (see _outcomes).
+                    connection.start_soon(client.outcomes.run)
                     taking: anyio.CancelScope = await connection.start(self._take_work, client, work)
                     await self._stop.wait()
                     self._accepting = False

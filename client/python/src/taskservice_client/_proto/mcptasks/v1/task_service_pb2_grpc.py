@@ -60,6 +60,11 @@ class TaskServiceStub(object):
                 request_serializer=mcptasks_dot_v1_dot_task__service__pb2.FailRequest.SerializeToString,
                 response_deserializer=mcptasks_dot_v1_dot_task__service__pb2.FailResponse.FromString,
                 _registered_method=True)
+        self.ReportOutcomes = channel.stream_stream(
+                '/mcptasks.v1.TaskService/ReportOutcomes',
+                request_serializer=mcptasks_dot_v1_dot_task__service__pb2.ReportOutcomesRequest.SerializeToString,
+                response_deserializer=mcptasks_dot_v1_dot_task__service__pb2.ReportOutcomesResponse.FromString,
+                _registered_method=True)
         self.Elicit = channel.unary_stream(
                 '/mcptasks.v1.TaskService/Elicit',
                 request_serializer=mcptasks_dot_v1_dot_task__service__pb2.ElicitRequest.SerializeToString,
@@ -169,6 +174,21 @@ class TaskServiceServicer(object):
 
     def Fail(self, request, context):
         """Mark the task failed with an error message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportOutcomes(self, request_iterator, context):
+        """Complete and Fail on one stream that a worker holds open for its life: an outcome
+        sent on an open stream reaches the service without the setup of a new call (about
+        half a millisecond on loopback). Each request is one Complete or Fail, checked and
+        stored exactly as by those calls, and answered by a response with the same
+        `report_id`, in the order they finish. A refused outcome is answered with its error
+        and the stream goes on; the stream itself ends when the worker closes its side, or
+        with UNAVAILABLE when the service shuts down (outcomes not yet answered may or may
+        not be stored: send them again, which a stored outcome answers as Complete or Fail
+        would answer it the second time).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -316,6 +336,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.Fail,
                     request_deserializer=mcptasks_dot_v1_dot_task__service__pb2.FailRequest.FromString,
                     response_serializer=mcptasks_dot_v1_dot_task__service__pb2.FailResponse.SerializeToString,
+            ),
+            'ReportOutcomes': grpc.stream_stream_rpc_method_handler(
+                    servicer.ReportOutcomes,
+                    request_deserializer=mcptasks_dot_v1_dot_task__service__pb2.ReportOutcomesRequest.FromString,
+                    response_serializer=mcptasks_dot_v1_dot_task__service__pb2.ReportOutcomesResponse.SerializeToString,
             ),
             'Elicit': grpc.unary_stream_rpc_method_handler(
                     servicer.Elicit,
@@ -507,6 +532,33 @@ class TaskService(object):
             '/mcptasks.v1.TaskService/Fail',
             mcptasks_dot_v1_dot_task__service__pb2.FailRequest.SerializeToString,
             mcptasks_dot_v1_dot_task__service__pb2.FailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportOutcomes(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/mcptasks.v1.TaskService/ReportOutcomes',
+            mcptasks_dot_v1_dot_task__service__pb2.ReportOutcomesRequest.SerializeToString,
+            mcptasks_dot_v1_dot_task__service__pb2.ReportOutcomesResponse.FromString,
             options,
             channel_credentials,
             insecure,

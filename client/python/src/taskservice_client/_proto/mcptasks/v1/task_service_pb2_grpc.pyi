@@ -51,6 +51,21 @@ class TaskServiceStub:
     ]
     """Mark the task failed with an error message."""
 
+    ReportOutcomes: grpc.StreamStreamMultiCallable[
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.ReportOutcomesRequest,
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.ReportOutcomesResponse,
+    ]
+    """Complete and Fail on one stream that a worker holds open for its life: an outcome
+    sent on an open stream reaches the service without the setup of a new call (about
+    half a millisecond on loopback). Each request is one Complete or Fail, checked and
+    stored exactly as by those calls, and answered by a response with the same
+    `report_id`, in the order they finish. A refused outcome is answered with its error
+    and the stream goes on; the stream itself ends when the worker closes its side, or
+    with UNAVAILABLE when the service shuts down (outcomes not yet answered may or may
+    not be stored: send them again, which a stored outcome answers as Complete or Fail
+    would answer it the second time).
+    """
+
     Elicit: grpc.UnaryStreamMultiCallable[
         taskservice_client._proto.mcptasks.v1.task_service_pb2.ElicitRequest,
         taskservice_client._proto.mcptasks.v1.task_service_pb2.ElicitResponse,
@@ -193,6 +208,21 @@ class TaskServiceAsyncStub:
         taskservice_client._proto.mcptasks.v1.task_service_pb2.FailResponse,
     ]
     """Mark the task failed with an error message."""
+
+    ReportOutcomes: grpc.aio.StreamStreamMultiCallable[
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.ReportOutcomesRequest,
+        taskservice_client._proto.mcptasks.v1.task_service_pb2.ReportOutcomesResponse,
+    ]
+    """Complete and Fail on one stream that a worker holds open for its life: an outcome
+    sent on an open stream reaches the service without the setup of a new call (about
+    half a millisecond on loopback). Each request is one Complete or Fail, checked and
+    stored exactly as by those calls, and answered by a response with the same
+    `report_id`, in the order they finish. A refused outcome is answered with its error
+    and the stream goes on; the stream itself ends when the worker closes its side, or
+    with UNAVAILABLE when the service shuts down (outcomes not yet answered may or may
+    not be stored: send them again, which a stored outcome answers as Complete or Fail
+    would answer it the second time).
+    """
 
     Elicit: grpc.aio.UnaryStreamMultiCallable[
         taskservice_client._proto.mcptasks.v1.task_service_pb2.ElicitRequest,
@@ -344,6 +374,23 @@ class TaskServiceServicer(metaclass=abc.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[taskservice_client._proto.mcptasks.v1.task_service_pb2.FailResponse, collections.abc.Awaitable[taskservice_client._proto.mcptasks.v1.task_service_pb2.FailResponse]]:
         """Mark the task failed with an error message."""
+
+    @abc.abstractmethod
+    def ReportOutcomes(
+        self,
+        request_iterator: _MaybeAsyncIterator[taskservice_client._proto.mcptasks.v1.task_service_pb2.ReportOutcomesRequest],
+        context: _ServicerContext,
+    ) -> typing.Union[collections.abc.Iterator[taskservice_client._proto.mcptasks.v1.task_service_pb2.ReportOutcomesResponse], collections.abc.AsyncIterator[taskservice_client._proto.mcptasks.v1.task_service_pb2.ReportOutcomesResponse]]:
+        """Complete and Fail on one stream that a worker holds open for its life: an outcome
+        sent on an open stream reaches the service without the setup of a new call (about
+        half a millisecond on loopback). Each request is one Complete or Fail, checked and
+        stored exactly as by those calls, and answered by a response with the same
+        `report_id`, in the order they finish. A refused outcome is answered with its error
+        and the stream goes on; the stream itself ends when the worker closes its side, or
+        with UNAVAILABLE when the service shuts down (outcomes not yet answered may or may
+        not be stored: send them again, which a stored outcome answers as Complete or Fail
+        would answer it the second time).
+        """
 
     @abc.abstractmethod
     def Elicit(
