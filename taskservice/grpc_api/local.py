@@ -30,6 +30,7 @@ import grpc.aio
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 from google.rpc import status_pb2
+from grpc_status import rpc_status
 
 log = logging.getLogger(__name__)
 
@@ -115,15 +116,11 @@ async def _unary(
     return response
 
 
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
-
-
 def status_of(error: grpc.aio.AioRpcError) -> status_pb2.Status:
     """The `google.rpc.Status` a call ended with: its rich details when it carried them."""
-    trailing: Any = error.trailing_metadata() or ()
-    for key, value in trailing:
-        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
-            return status_pb2.Status.FromString(value)
+    status: status_pb2.Status | None = rpc_status.from_call(cast("grpc.Call", error))
+    if status is not None:  # an AioRpcError has the Call methods from_call reads
+        return status
     return status_pb2.Status(code=error.code().value[0], message=error.details() or "")
 
 

@@ -93,33 +93,37 @@ async def test_a_refusal_raises_what_the_unary_call_raises(service: RunningServi
         await client.close()
 
 
-async def test_an_outcome_is_sent_again_after_the_stream_breaks() -> None:
-    """The service restarts while the stream is open: the outcome goes once it is back."""
+async def test_an_outcome_made_while_the_service_restarts_is_stored_once_it_is_back() -> None:
+    """The service goes away under an open stream: the outcome made meanwhile (on the stream
+    opened again, or unary) is stored by the next service on the same store."""
     async with running_service() as first:
         port = first.port
         client = ServiceClient(first.target, retry=FAST_RETRY)
         task_id = await _stored_task(client)
         store = first.manager.store
-        async with anyio.create_task_group() as group:
-            group.start_soon(client.outcomes.run)
-            await _until_open(client)
-            await first.server.stop(0)  # its store stays: the same tasks come back with the next
-            second = TaskServiceServer(TaskManager(store), f"127.0.0.1:{port}")
-            outcome = asyncio.ensure_future(
-                client.unary(
-                    client.tasks.Complete,
-                    pb.CompleteRequest(task_id=task_id, result=RESULT),
-                    pb.CompleteResponse,
+        second = TaskServiceServer(TaskManager(store), f"127.0.0.1:{port}")
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(client.outcomes.run)
+                await _until_open(client)
+                await first.server.stop(0)  # its store stays: the same tasks come back with the next
+                outcome = asyncio.ensure_future(
+                    client.unary(
+                        client.tasks.Complete,
+                        pb.CompleteRequest(task_id=task_id, result=RESULT),
+                        pb.CompleteResponse,
+                    )
                 )
-            )
-            await anyio.sleep(0.2)
-            await second.start()
-            with anyio.fail_after(WAIT):
-                answered = await outcome
-            assert answered.task.status == task_pb2.TASK_STATUS_COMPLETED
-            group.cancel_scope.cancel()
+                await anyio.sleep(0.2)
+                await second.start()
+                with anyio.fail_after(WAIT):
+                    answered = await outcome
+                assert answered.task.status == task_pb2.TASK_STATUS_COMPLETED
+                group.cancel_scope.cancel()
+        finally:
+            # Outside the cancelled scope: inside it, anyio would cancel the stop at its first await.
             await second.stop(0)
-        await client.close()
+            await client.close()
 
 
 async def test_a_service_without_report_outcomes_gets_the_unary_calls() -> None:
