@@ -19,7 +19,7 @@ import logging
 import secrets
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import anyio
@@ -145,6 +145,21 @@ def mcp_errors(what: str) -> Any:
         yield
     except grpc.aio.AioRpcError as exc:
         raise rpc_error(exc, what) from None
+
+
+@contextlib.asynccontextmanager
+async def _closing(stream: Any) -> AsyncIterator[None]:
+    """End a server stream the caller leaves early, at once: a call of a channel is cancelled,
+    the in-process stub's generator closed (left to the garbage collector, it would be closed
+    later by a task of its own, scheduled through the loop's self-pipe)."""
+    try:
+        yield
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        else:
+            stream.cancel()
 
 
 class BridgeServer(Server[Any, Any]):
@@ -469,11 +484,10 @@ class McpBridge:
         failure: McpError | None = None
         # Errors are raised outside the task group: inside, anyio would wrap them in an
         # ExceptionGroup, which the SDK answers as an error with code 0 instead of ours.
-        async with anyio.create_task_group() as forwards:
+        events = self.service.StreamTaskEvents(pb.StreamTaskEventsRequest(owner=owner, task_id=task_id))
+        async with anyio.create_task_group() as forwards, _closing(events):
             try:
-                async for event in self.service.StreamTaskEvents(
-                    pb.StreamTaskEventsRequest(owner=owner, task_id=task_id)
-                ):
+                async for event in events:
                     kind = event.WhichOneof("event")
                     if kind == "request":
                         forwards.start_soon(self._forward, session, owner, event.request, request_id)

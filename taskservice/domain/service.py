@@ -14,7 +14,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
 from taskservice.domain.errors import (
@@ -414,7 +414,7 @@ class TaskManager:
 
         return await self.store.update_task(task_id, change)
 
-    async def events(self, owner: str, task_id: str) -> AsyncIterator[TaskEvent]:
+    async def events(self, owner: str, task_id: str) -> AsyncGenerator[TaskEvent, None]:
         """A bridge's view of a task until it ends: state changes and unanswered requests.
 
         Requests still pending from an earlier view are delivered again, in order,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -80,14 +81,17 @@ class BridgeServicer(bridge_service_pb2_grpc.BridgeServiceServicer):
     ) -> AsyncIterator[pb.StreamTaskEventsResponse]:
         async with self.streams.open(context), grpc_errors(context):
             task_id = required(request.task_id, "task_id")
-            async for event in self.manager.events(request.owner, task_id):
-                match event:
-                    case TaskChanged(task=task):
-                        yield pb.StreamTaskEventsResponse(task=task_message(task))
-                    case RequestQueued(request=pending):
-                        yield pb.StreamTaskEventsResponse(request=request_message(task_id, pending))
-                    case TaskFinished(task=task):
-                        yield pb.StreamTaskEventsResponse(outcome=outcome(task))
+            # Closed with this stream: a caller that stops reading after the outcome (as the
+            # bridge does) leaves no generator for the garbage collector to close.
+            async with contextlib.aclosing(self.manager.events(request.owner, task_id)) as events:
+                async for event in events:
+                    match event:
+                        case TaskChanged(task=task):
+                            yield pb.StreamTaskEventsResponse(task=task_message(task))
+                        case RequestQueued(request=pending):
+                            yield pb.StreamTaskEventsResponse(request=request_message(task_id, pending))
+                        case TaskFinished(task=task):
+                            yield pb.StreamTaskEventsResponse(outcome=outcome(task))
 
     async def AnswerRequest(
         self, request: pb.AnswerRequestRequest, context: Context

@@ -5,6 +5,7 @@ status code, message and `google.rpc.Status` details, raised as `grpc.aio.AioRpc
 from __future__ import annotations
 
 import asyncio
+import sys
 import types
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -179,3 +180,41 @@ def test_client_streaming_methods_are_refused() -> None:
     service = types.SimpleNamespace(full_name="example.Uploads", methods=[method])
     with pytest.raises(ValueError, match=r"example\.Uploads\.Upload: client streams are not supported"):
         LocalStub(object(), cast("Any", service))
+
+
+async def test_tasks_result_closes_its_event_stream_at_the_outcome(
+    svc: RunningService, clients: Clients, local: Stub, worker_id: str, task_id: str
+) -> None:
+    # The bridge stops reading StreamTaskEvents at the outcome: the stream's generators (the
+    # stub's, the servicer's, the domain's) are closed then, none is left for the garbage
+    # collector, which would have the event loop close it later in a task of its own.
+    from taskservice.bridge.server import McpBridge
+
+    left: list[str] = []
+    hooks = sys.get_asyncgen_hooks()
+
+    def finalizer(agen: Any) -> None:
+        left.append(agen.__qualname__)
+        assert hooks.finalizer is not None
+        hooks.finalizer(agen)
+
+    sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=finalizer)
+    try:
+        bridge = McpBridge(local)
+        waiting = asyncio.ensure_future(bridge._run_to_outcome(cast("Any", None), OWNER, task_id, 1))
+
+        async def stream_open() -> None:
+            while len(svc.server.streams) == 0:
+                assert not waiting.done(), waiting  # it ended (or failed) before the stream opened
+                await asyncio.sleep(0.01)
+
+        await bounded(stream_open())
+        await clients.complete(task_id, {"content": []})
+        outcome = await bounded(waiting)
+        await asyncio.sleep(0.05)
+    finally:
+        sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=hooks.finalizer)
+    assert outcome.task.status == task_pb2.TASK_STATUS_COMPLETED
+    assert len(svc.server.streams) == 0
+    stream_generators = {"_stream", "BridgeServicer.StreamTaskEvents", "TaskManager.events"}
+    assert stream_generators.isdisjoint(left)
