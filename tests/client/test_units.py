@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import grpc
 import pytest
 from google.protobuf import struct_pb2
@@ -196,3 +197,45 @@ async def test_a_finished_run_leaves_a_newer_run_of_the_same_task_in_place(
 
 async def _noop_tool(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
     return ""
+
+
+async def test_an_answered_question_cancels_its_call_once_the_tool_went_on() -> None:
+    """The answer is an `Elicit` stream's last event: the worker does not wait for the stream's
+    end, and cancels the call (in case the service does not end it) on the loop's next turn,
+    after the tool went on with the answer."""
+    asked = task_pb2.Task(task_id="t1", status=task_pb2.TASK_STATUS_WORKING, ttl_ms=60_000)
+    asked.created_at.FromDatetime(datetime(2025, 1, 1, tzinfo=UTC))
+    asked.last_updated_at.FromDatetime(datetime(2025, 1, 2, tzinfo=UTC))
+    answer = task_service_pb2.ElicitResponse(
+        task=asked, result=dict_to_struct({"action": "accept", "content": {"go_on": True}})
+    )
+
+    class Call:
+        def __init__(self) -> None:
+            self.reads = 0
+            self.cancels = 0
+
+        async def read(self) -> Any:
+            self.reads += 1
+            return answer
+
+        def cancel(self) -> bool:
+            self.cancels += 1
+            return True
+
+    call = Call()
+
+    class Client:
+        retry = RetryPolicy()
+        tasks = type("Stubs", (), {"Elicit": staticmethod(lambda *a, **k: None)})()
+
+        def stream(self, rpc: Any, request: Any) -> Call:
+            assert request.task_id == "t1"
+            return call
+
+    ctx = RemoteTaskContext(task=task_from_proto(asked), client=Client())  # type: ignore[arg-type]
+    result = await ctx.elicit("Go on?", {"type": "object", "properties": {"go_on": {"type": "boolean"}}})
+    assert result == types.ElicitResult(action="accept", content={"go_on": True})
+    assert (call.reads, call.cancels) == (1, 0)  # the tool has its answer before the cancel
+    await anyio.lowlevel.checkpoint()
+    assert call.cancels == 1

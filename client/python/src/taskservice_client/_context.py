@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable
@@ -42,6 +43,9 @@ log = logging.getLogger("taskservice_client")
 
 pb = task_service_pb2
 M = TypeVar("M", bound=pydantic.BaseModel)
+
+# What grpc.aio's read() returns at a stream's end (grpc-stubs do not declare it).
+_STREAM_END: object = grpc.aio.EOF  # type: ignore[attr-defined]
 
 
 def new_request_id() -> str:
@@ -202,15 +206,23 @@ class RemoteTaskContext:
         while True:
             call = self._client.stream(rpc, request)
             reason = "the stream ended before the answer"
+            answered = False
             try:
                 async with cancellable():
-                    async for event in call:
+                    # read(), not `async for`: leaving an `async for` at the answer would leave
+                    # the call's response generator for the garbage collector to close.
+                    while True:
+                        event: Any = await call.read()
+                        if event is _STREAM_END:
+                            break
                         backoff.reset()
                         self._observe(event.task)
                         kind = event.WhichOneof("event")
                         if kind == "result":
+                            answered = True
                             return model.model_validate(struct_to_dict(event.result))
                         if kind == "error":
+                            answered = True
                             raise McpError(mcp_error_data(event.error))
             except grpc.aio.AioRpcError as error:
                 code = error.code()
@@ -221,7 +233,13 @@ class RemoteTaskContext:
                     raise translate(error, method_name(rpc)) from None
                 reason = f"{code.name}: {error.details()}"
             finally:
-                call.cancel()
+                if answered:
+                    # The answer is the stream's last event, and the service ends the call after
+                    # it. The cancel (in case it does not) costs the loop a C-core cancellation, so
+                    # it waits for the loop's next turn: the tool goes on with the answer first.
+                    asyncio.get_running_loop().call_soon(call.cancel)
+                else:
+                    call.cancel()
             delay = backoff.next_delay()
             if delay is None:
                 raise TaskServiceUnavailable(grpc.StatusCode.UNAVAILABLE, reason, method=method_name(rpc))
