@@ -8,6 +8,11 @@ servers and the worker, merge into one timeline. For each server this prints eac
 median time from the task's start, and the median step from the stage before it, so that a
 stage that costs more here than in the SDK's server stands out. The marks cost a few
 microseconds each: the totals run a little above bench.ab's.
+
+`--loop-steps` also times every step of each process's event loop (wall and thread CPU) and
+prints, for each process, where its loop's CPU goes per task: the kinds of step that cost the
+most, and how much of the steps' wall time was CPU (the rest: waiting for a core, or a
+blocking call). It costs a few microseconds a step more.
 """
 
 from __future__ import annotations
@@ -89,6 +94,51 @@ def stage_table(tasks: list[list[tuple[float, str]]]) -> list[dict[str, Any]]:
     return rows
 
 
+Step = tuple[float, float, float, str]
+"""(start in seconds, wall µs, thread CPU µs, what ran) of one step of an event loop."""
+
+
+def read_steps(path: Path) -> list[Step]:
+    steps: list[Step] = []
+    for line in path.read_text().splitlines():
+        fields = line.split(" ", 3)
+        if len(fields) == 4:
+            steps.append((float(fields[0]), float(fields[1]), float(fields[2]), fields[3]))
+    return steps
+
+
+def step_summary(steps: Iterable[Step], tasks: int, window: tuple[float, float], top: int) -> dict[str, Any]:
+    """Per task, the loop CPU of the steps that started within `window`, by kind of step (the
+    `top` most costly), and the share of the steps' wall time that was CPU."""
+    began, ended = window
+    wall: dict[str, float] = defaultdict(float)
+    cpu: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
+    for start, wall_us, cpu_us, name in steps:
+        if began <= start <= ended:
+            wall[name] += wall_us
+            cpu[name] += cpu_us
+            count[name] += 1
+    per = max(tasks, 1) * 1e3
+    kinds = sorted(cpu, key=lambda name: -cpu[name])[:top]
+    total_wall = sum(wall.values())
+    return {
+        "tasks": tasks,
+        "steps_per_task": sum(count.values()) / max(tasks, 1),
+        "cpu_ms_per_task": sum(cpu.values()) / per,
+        "cpu_share": sum(cpu.values()) / total_wall if total_wall else 0.0,
+        "kinds": [
+            {
+                "step": name,
+                "cpu_ms_per_task": cpu[name] / per,
+                "steps_per_task": count[name] / max(tasks, 1),
+                "cpu_share": cpu[name] / wall[name] if wall[name] else 0.0,
+            }
+            for name in kinds
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.trace", description=__doc__.split("\n")[0])
     parser.add_argument("--tool", choices=("ask_once", "one_step"), default="ask_once")
@@ -97,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-tasks", type=float, default=0.5, help="hide stages marked in fewer (share)")
     parser.add_argument("--json", type=Path, help="also write the tables here")
     parser.add_argument("--work", type=Path, help="directory for stores, logs and marks (default: temporary)")
+    parser.add_argument("--loop-steps", action="store_true", help="also time every step of each event loop")
+    parser.add_argument("--top", type=int, default=12, help="kinds of loop step shown per process")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.warmup < 0:
         parser.error("--rounds must be at least 1 and --warmup not negative")
@@ -104,12 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     logs, marks = work / "logs", work / "marks"
     logs.mkdir(parents=True, exist_ok=True)
     marks.mkdir(parents=True, exist_ok=True)
-    for old in marks.glob("*.txt"):
+    for old in (*marks.glob("*.txt"), *marks.glob("*.loop")):
         old.unlink()
 
     # Children inherit these (procs.clean_env keeps PYTHONPATH, adding the repository).
-    saved = {name: os.environ.get(name) for name in ("BENCH_TRACE_DIR", "PYTHONPATH")}
+    saved = {name: os.environ.get(name) for name in ("BENCH_TRACE_DIR", "BENCH_TRACE_LOOP", "PYTHONPATH")}
     os.environ["BENCH_TRACE_DIR"] = str(marks)
+    if args.loop_steps:
+        os.environ["BENCH_TRACE_LOOP"] = "1"
+    else:
+        os.environ.pop("BENCH_TRACE_LOOP", None)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOOK), saved["PYTHONPATH"]) if p)
     try:
         with contextlib.ExitStack() as stack:
@@ -122,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             _wait_for_tools(target, {"one_step", "ask_once"})
             urls = {"ours": url, "sdk": procs.bench_server_address(sdk)}
             owners = {serve.pid: "ours", worker.pid: "ours", sdk.pid: "sdk"}
+            processes = {serve.pid: "ours: service", worker.pid: "ours: worker", sdk.pid: "sdk: server"}
             client = [
                 "paired",
                 "--tool",
@@ -141,9 +198,19 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 os.environ[name] = value
 
-    tables = {
-        name: stage_table(tasks) for name, tasks in sorted(split_tasks(read_marks(marks, owners)).items())
-    }
+    events = read_marks(marks, owners)
+    split = split_tasks(events)
+    tables = {name: stage_table(tasks) for name, tasks in sorted(split.items())}
+    loops: dict[str, dict[str, Any]] = {}
+    if args.loop_steps:
+        starts = [stamp for stamp, stage, _ in events if stage == START]
+        ends = [stamp for stamp, stage, _ in events if stage == END]
+        window = (min(starts, default=0.0), max(ends, default=0.0))
+        for pid, name in processes.items():
+            path = marks / f"{pid}.loop"
+            tasks = len(split.get(name.split(":")[0], []))
+            if path.exists():
+                loops[name] = step_summary(read_steps(path), tasks, window, args.top)
     print(f"{args.tool}, {args.rounds} rounds (marks in {marks})")
     for name, rows in tables.items():
         total = max((row["tasks"] for row in rows), default=0)
@@ -151,10 +218,22 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             if row["tasks"] >= args.min_tasks * total:
                 print(f"  {row['at_ms']:7.2f}  {row['step_ms']:+6.2f}  {row['stage']}")
-    if args.json is not None:
-        args.json.write_text(
-            json.dumps({"tool": args.tool, "rounds": args.rounds, "stages": tables}, indent=1)
+    for name, summary in loops.items():
+        print(
+            f"\n{name} loop: {summary['cpu_ms_per_task']:.2f} ms CPU a task in"
+            f" {summary['steps_per_task']:.0f} steps, {100 * summary['cpu_share']:.0f}% of their wall time;"
+            " per task, by kind of step (CPU ms, steps, CPU share):"
         )
+        for kind in summary["kinds"]:
+            print(
+                f"  {kind['cpu_ms_per_task']:6.2f}  {kind['steps_per_task']:5.1f}"
+                f"  {100 * kind['cpu_share']:3.0f}%  {kind['step'][:110]}"
+            )
+    if args.json is not None:
+        data: dict[str, Any] = {"tool": args.tool, "rounds": args.rounds, "stages": tables}
+        if loops:
+            data["loops"] = loops
+        args.json.write_text(json.dumps(data, indent=1))
     return 0
 
 

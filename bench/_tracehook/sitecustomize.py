@@ -11,6 +11,9 @@ code carries tracing. Stage names: `c.` the MCP client, `s.` a server (ours or t
 the same marks where they share code: HTTP in and out, the SDK's request dispatch), `w.` the
 worker. A target that a version of a library no longer has is skipped, and its stage is
 missing from the table.
+
+With BENCH_TRACE_LOOP set too (`bench.trace --loop-steps`), each process also times every
+step of its event loop, wall and thread CPU, into BENCH_TRACE_DIR/<pid>.loop.
 """
 
 from __future__ import annotations
@@ -227,3 +230,60 @@ class _PatchingFinder(importlib.abc.MetaPathFinder):
 if TRACE_DIR:
     _fd = os.open(os.path.join(TRACE_DIR, f"{os.getpid()}.txt"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     sys.meta_path.insert(0, _PatchingFinder(_patches(_mark_into(_fd))))
+
+
+def _step_name(callback: Any) -> str:
+    """What a step of the event loop ran: a task's coroutine and where it waited before this
+    step (the innermost coroutine it awaited, Cython's included by their outermost), or the
+    callback's name."""
+    owner = getattr(callback, "__self__", None)
+    if owner is None or not hasattr(owner, "get_coro"):
+        name = getattr(callback, "__qualname__", None) or type(callback).__name__
+        return str(name)
+    coro = owner.get_coro()
+    inner = coro
+    while True:
+        awaited = getattr(inner, "cr_await", None) or getattr(inner, "ag_await", None)
+        if awaited is None or not (hasattr(awaited, "cr_frame") or hasattr(awaited, "ag_frame")):
+            break
+        inner = awaited
+    frame = getattr(inner, "cr_frame", None) or getattr(inner, "ag_frame", None)
+    where = ""
+    if frame is not None:
+        where = f">{os.path.basename(frame.f_code.co_filename)}:{frame.f_code.co_name}:{frame.f_lineno}"
+    return f"task:{getattr(coro, '__qualname__', type(coro).__name__)}{where}"
+
+
+def _log_loop_steps(fd: int) -> None:
+    """Time every step of every asyncio event loop of this process: `<start> <wall µs> <thread
+    CPU µs> <what ran>` lines (the CPU time tells work from waiting for a core)."""
+    import asyncio.events
+    import atexit
+
+    run = asyncio.events.Handle._run
+    lines: list[str] = []
+
+    def flush() -> None:
+        if lines:
+            os.write(fd, "".join(lines).encode())
+            lines.clear()
+
+    def timed_run(self: Any) -> None:
+        try:
+            name = _step_name(self._callback).replace(" ", "_")
+        except Exception as exc:  # a callback of a shape not foreseen: still time it
+            name = f"?{type(exc).__name__}"
+        start, cpu = time.perf_counter(), time.thread_time()
+        run(self)
+        wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
+        lines.append(f"{start:.6f} {wall * 1e6:.0f} {cpu * 1e6:.0f} {name}\n")
+        if len(lines) >= 500:
+            flush()
+
+    asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+    atexit.register(flush)
+
+
+if TRACE_DIR and os.environ.get("BENCH_TRACE_LOOP"):
+    _steps = os.path.join(TRACE_DIR, f"{os.getpid()}.loop")
+    _log_loop_steps(os.open(_steps, os.O_WRONLY | os.O_CREAT | os.O_APPEND))

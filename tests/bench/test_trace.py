@@ -56,6 +56,46 @@ def test_stage_table_takes_medians_of_first_marks_in_order() -> None:
     assert at["c.end"]["at_ms"] == pytest.approx(6.0)
 
 
+def test_loop_steps_sum_per_task_by_kind_within_the_window(tmp_path: Path) -> None:
+    path = tmp_path / "10.loop"
+    path.write_text(
+        "0.5 900 900 task:startup\n"  # before the first task: not counted
+        "1.0 100 50 task:A>x.py:f:1\n"
+        "1.1 300 300 partial\n"
+        "1.2 200 150 task:A>x.py:f:1\n"
+        "broken line\n"
+    )
+    steps = trace.read_steps(path)
+    assert len(steps) == 4
+    summary = trace.step_summary(steps, tasks=2, window=(1.0, 2.0), top=1)
+    assert summary["steps_per_task"] == pytest.approx(1.5)
+    assert summary["cpu_ms_per_task"] == pytest.approx(0.25)
+    assert summary["cpu_share"] == pytest.approx(500 / 600)
+    assert summary["kinds"] == [
+        {"step": "partial", "cpu_ms_per_task": pytest.approx(0.15), "steps_per_task": 0.5, "cpu_share": 1.0}
+    ]
+
+
+async def test_a_loop_step_is_named_by_its_task_and_where_it_waited() -> None:
+    import asyncio
+
+    name = _hook()._step_name
+
+    async def inner() -> None:
+        await asyncio.sleep(10)
+
+    async def outer() -> None:
+        await inner()
+
+    task = asyncio.ensure_future(outer())
+    await asyncio.sleep(0)
+    step = name(task.cancel)  # a callback bound to the task, as its wake-ups are
+    assert step.startswith("task:test_a_loop_step_is_named_by_its_task_and_where_it_waited.<locals>.outer>")
+    assert ">tasks.py:sleep:" in step  # the innermost coroutine awaited, asyncio's own
+    task.cancel()
+    assert name(len) == "len"
+
+
 def test_sent_chunks_are_told_apart() -> None:
     stage = _hook()._http_body_stage
     notify = b'data: {"method":"notifications/tasks/status","params":{"status":"working"}}'
@@ -68,9 +108,20 @@ def test_sent_chunks_are_told_apart() -> None:
 
 def test_a_tiny_traced_run_marks_every_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "trace.json"
-    code = trace.main(["--rounds", "3", "--warmup", "1", "--json", str(out), "--work", str(tmp_path / "w")])
+    work = tmp_path / "w"
+    args = ["--rounds", "3", "--warmup", "1", "--json", str(out), "--work", str(work), "--loop-steps"]
+    code = trace.main(args)
     assert code == 0
-    stages = json.loads(out.read_text())["stages"]
+    data = json.loads(out.read_text())
+    stages = data["stages"]
+    # --loop-steps: every process timed its loop's steps, the three servers' summed per task.
+    assert len(list((work / "marks").glob("*.loop"))) == 4  # and the client's
+    assert set(data["loops"]) == {"ours: service", "ours: worker", "sdk: server"}
+    for summary in data["loops"].values():
+        assert summary["tasks"] == 4
+        assert summary["steps_per_task"] > 0
+        assert 0 < summary["cpu_share"] <= 1.01  # thread CPU within the step's wall time
+        assert summary["kinds"]
     assert set(stages) == {"ours", "sdk"}
     ours = [row["stage"] for row in stages["ours"]]
     sdk = [row["stage"] for row in stages["sdk"]]
