@@ -54,6 +54,8 @@ TERMINAL = frozenset(
 )
 FINISHED_KEPT = 4096
 """How many ended tasks a bridge remembers as ended (see McpBridge.finished)."""
+NOTIFIED_WAIT = 5.0
+"""How long a `tasks/result` waits for its task's terminal status notification to go out first."""
 
 FORWARDED_ERRORS = {
     grpc.StatusCode.NOT_FOUND: types.INVALID_PARAMS,
@@ -212,6 +214,11 @@ class McpBridge:
         self._tools: dict[str, types.Tool] | None = None
         # Ids of tasks this bridge saw end, oldest first (a dict as an ordered set).
         self._finished: dict[str, None] = {}
+        # Per session, the tasks whose status it follows, each with an event set once the task's
+        # terminal status has been notified (or found not to be notified).
+        self._notifying: weakref.WeakKeyDictionary[ServerSession, dict[str, asyncio.Event]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._register_handlers()
 
     # --------------------------------------------------------------- plumbing
@@ -404,10 +411,11 @@ class McpBridge:
         progress_token = meta.get("progressToken")
         request_id = self.server.request_context.request_id
         if as_task:
-            self._spawn(
-                self._follow(session, owner, task, progress_token, None, notify_status=True),
-                f"bridge-follow-{task.task_id}",
+            notified = self._notifying.setdefault(session, {})[task.task_id] = asyncio.Event()
+            follow = self._follow(
+                session, owner, task, progress_token, None, notify_status=True, notified=notified
             )
+            self._spawn(follow, f"bridge-follow-{task.task_id}")
             return types.ServerResult(types.CreateTaskResult(task=mcp_task(task)))
         if progress_token is not None:
             self._spawn(
@@ -437,8 +445,10 @@ class McpBridge:
         related_request_id: types.RequestId | None,
         *,
         notify_status: bool,
+        notified: asyncio.Event | None = None,
     ) -> None:
-        """Send status (and progress) notifications for a task until it ends."""
+        """Send status (and progress) notifications for a task until it ends; set `notified`
+        once its terminal status went out (or was found not to be notified)."""
         task_id = created.task_id
         progress = 0
         # The stream starts with the task as it is now, which may already be a change since the
@@ -448,31 +458,45 @@ class McpBridge:
             async for event in self.service.FollowTask(pb.FollowTaskRequest(owner=owner, task_id=task_id)):
                 self._saw(event.task)
                 state = (event.task.status, event.task.status_message, event.task.last_updated_at)
-                if state == seen:
-                    continue
-                seen = state
-                if not event.notify:
-                    continue
-                if notify_status:
-                    await session.send_notification(
-                        types.ServerNotification(
-                            types.TaskStatusNotification(params=status_params(event.task))
+                if state != seen and event.notify:
+                    if notify_status:
+                        await session.send_notification(
+                            types.ServerNotification(
+                                types.TaskStatusNotification(params=status_params(event.task))
+                            )
                         )
-                    )
-                if progress_token is not None and event.task.status not in TERMINAL:
-                    progress += 1
-                    await session.send_progress_notification(
-                        progress_token,
-                        float(progress),
-                        message=event.task.status_message or None,
-                        related_request_id=str(related_request_id)
-                        if related_request_id is not None
-                        else None,
-                    )
+                    if progress_token is not None and event.task.status not in TERMINAL:
+                        progress += 1
+                        await session.send_progress_notification(
+                            progress_token,
+                            float(progress),
+                            message=event.task.status_message or None,
+                            related_request_id=str(related_request_id)
+                            if related_request_id is not None
+                            else None,
+                        )
+                seen = state
+                if notified is not None and event.task.status in TERMINAL:
+                    notified.set()
         except grpc.aio.AioRpcError as exc:
             log.debug("stopped following task %s: %s", task_id, exc.code().name)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             log.debug("session closed while following task %s", task_id)
+        finally:
+            if notified is not None:
+                notified.set()  # whatever ended the follower, nobody waits for it any more
+                following = self._notifying.get(session)
+                if following is not None and following.get(task_id) is notified:
+                    del following[task_id]
+
+    async def _terminal_notified(self, session: ServerSession, task_id: str) -> None:
+        """Wait until this session's follower of the task has sent its terminal status: a client
+        that closes its session once it has the result (mcp's stdio client does) would otherwise
+        find the notification after the result, on a closed stream. Bounded by NOTIFIED_WAIT."""
+        notified = self._notifying.get(session, {}).get(task_id)
+        if notified is not None and not notified.is_set():
+            with anyio.move_on_after(NOTIFIED_WAIT):
+                await notified.wait()
 
     # ----------------------------------------------- tasks/result and waiting
 
@@ -484,7 +508,11 @@ class McpBridge:
         failure: McpError | None = None
         # Errors are raised outside the task group: inside, anyio would wrap them in an
         # ExceptionGroup, which the SDK answers as an error with code 0 instead of ours.
-        events = self.service.StreamTaskEvents(pb.StreamTaskEventsRequest(owner=owner, task_id=task_id))
+        # Only the requests and the outcome: the status changes go out as notifications from
+        # the task's follower (`_follow`), not from here.
+        events = self.service.StreamTaskEvents(
+            pb.StreamTaskEventsRequest(owner=owner, task_id=task_id, skip_changes=True)
+        )
         async with anyio.create_task_group() as forwards, _closing(events):
             try:
                 async for event in events:
@@ -559,6 +587,7 @@ class McpBridge:
         session, owner = self._owner()
         task_id = request.params.taskId
         outcome = await self._run_to_outcome(session, owner, task_id, self.server.request_context.request_id)
+        await self._terminal_notified(session, task_id)
         if outcome.task.status == task_pb2.TASK_STATUS_COMPLETED and outcome.HasField("result"):
             # Stored by Complete, which checked it is a CallToolResult: no second round of validation.
             data = struct_to_dict(outcome.result)

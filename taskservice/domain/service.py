@@ -414,8 +414,11 @@ class TaskManager:
 
         return await self.store.update_task(task_id, change)
 
-    async def events(self, owner: str, task_id: str) -> AsyncGenerator[TaskEvent, None]:
-        """A bridge's view of a task until it ends: state changes and unanswered requests.
+    async def events(
+        self, owner: str, task_id: str, *, changes: bool = True
+    ) -> AsyncGenerator[TaskEvent, None]:
+        """A bridge's view of a task until it ends: state changes (unless not `changes`) and
+        unanswered requests, then its end.
 
         Requests still pending from an earlier view are delivered again, in order,
         so a client that dropped out of `tasks/result` loses nothing.
@@ -428,12 +431,13 @@ class TaskManager:
             async def news() -> tuple[TaskRecord, list[ClientRequest]] | None:
                 task = await self.lookup_task(owner, task_id)
                 fresh = [r for r in task.pending_requests if r.request_id not in delivered]
-                if fresh or _public_state(task) != seen or task.status.is_terminal:  # noqa: B023 (this pass)
+                changed = changes and _public_state(task) != seen  # noqa: B023 (this pass)
+                if fresh or changed or task.status.is_terminal:
                     return task, fresh
                 return None
 
             task, fresh = await self._wait_until((task_key(task_id),), news)
-            if _public_state(task) != last:
+            if changes and _public_state(task) != last:
                 last = _public_state(task)
                 yield TaskChanged(task)
             if task.status.is_terminal:

@@ -83,7 +83,8 @@ class BridgeServicer(bridge_service_pb2_grpc.BridgeServiceServicer):
             task_id = required(request.task_id, "task_id")
             # Closed with this stream: a caller that stops reading after the outcome (as the
             # bridge does) leaves no generator for the garbage collector to close.
-            async with contextlib.aclosing(self.manager.events(request.owner, task_id)) as events:
+            events = self.manager.events(request.owner, task_id, changes=not request.skip_changes)
+            async with contextlib.aclosing(events):
                 async for event in events:
                     match event:
                         case TaskChanged(task=task):

@@ -333,6 +333,37 @@ async def test_events_yield_the_task_then_pending_requests_in_order_then_finish(
     assert rest[-1].task.status is TaskStatus.COMPLETED
 
 
+async def test_events_without_changes_yield_only_requests_and_the_end(
+    manager: TaskManager, clock: FakeClock
+) -> None:
+    task_id = await new_task_id(manager)
+    _, first = await manager.ask(task_id, ELICIT, {"message": "one"})
+
+    async with closing(manager.events(OWNER, task_id, changes=False)) as events:
+        asked = await next_of(events)  # no TaskChanged first
+        assert isinstance(asked, RequestQueued)
+        assert asked.request == first
+
+        # Answered: the task is working again, a change of state only, which is not an event here.
+        clock.advance(10)
+        await manager.answer(OWNER, task_id, first.request_id, result=ACCEPT)
+        pending = asyncio.ensure_future(next_of(events))
+        await settle()
+        assert not pending.done()
+
+        clock.advance(10)
+        _, second = await manager.ask(task_id, ELICIT, {"message": "two"})
+        asked = await pending
+        assert isinstance(asked, RequestQueued)
+        assert asked.request == second
+
+        clock.advance(10)
+        await manager.complete(task_id, {"content": []})
+        rest = await drain(events)
+    assert [type(e) for e in rest] == [TaskFinished]
+    assert rest[0].task.status is TaskStatus.COMPLETED
+
+
 async def test_a_fresh_events_call_delivers_still_pending_requests_again(manager: TaskManager) -> None:
     task_id = await new_task_id(manager)
     _, first = await manager.ask(task_id, ELICIT, {"message": "one"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import pytest
 from mcp import types
 
 from .conftest import RELATED_TASK, WAIT, Client, Connector, Stack, gate_name, text_of
@@ -131,3 +132,29 @@ async def test_progress_notifications_for_a_call_without_task(mcp: Connector, st
     assert text_of(results[0]) == "2 steps done"
     assert [m for _, m in seen] == ["step 1 of 2", "step 2 of 2"]
     assert seen[1][0] > seen[0][0]
+
+
+# Over stdio one stream carries everything, in the order the bridge sends it; over HTTP the
+# notification and the result travel on two connections, which keep no order between them.
+@pytest.mark.parametrize("transport", ["stdio"])
+@requirement(f"{TASKS}#task-status-notification", "spec:2025-11-25/basic/transports#stdio")
+async def test_the_terminal_status_is_notified_before_the_result(mcp: Connector, stack: Stack) -> None:
+    # A client that closes its session once it has the result (mcp's stdio client does) must
+    # not have the terminal notification still on its way: it would find a closed stream.
+    gate = gate_name()
+    async with mcp.connect() as client, anyio.create_task_group() as group:
+        task_id = (await client.call_as_task("steps", {"gate": gate, "steps": 1})).task.taskId
+        results: list[types.CallToolResult] = []
+
+        async def result() -> None:
+            results.append(await client.result(task_id))
+            # What had arrived when the result did.
+            results_at.extend(states(client, task_id))
+
+        results_at: list[tuple[str, str | None]] = []
+        await client.wait_for_status(task_id, "working", "step 1 of 1")
+        group.start_soon(result)
+        await client.wait_until(lambda: client.sent_requests.get("tasks/result") or None)
+        stack.open_gate(f"{gate}-1")
+    assert text_of(results[0]) == "1 steps done"
+    assert results_at[-1] == ("completed", "step 1 of 1")

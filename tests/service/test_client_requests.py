@@ -26,6 +26,7 @@ from .support import (
     Clients,
     Stream,
     bounded,
+    bpb,
     pb,
     to_dict,
     to_struct,
@@ -229,6 +230,24 @@ async def test_requests_of_a_task_are_numbered_and_delivered_in_order(clients: C
     assert (await first.rest())[0].task.status == WORKING
     await second.rest()
     events.cancel()
+
+
+async def test_events_with_skip_changes_carry_only_the_requests_and_the_outcome(
+    clients: Clients, task_id: str
+) -> None:
+    asking = clients.elicit(task_id)
+    asked = (await asking.next()).pending
+    request = bpb.StreamTaskEventsRequest(owner=clients.owner, task_id=task_id, skip_changes=True)
+    events = Stream(clients.bridge.StreamTaskEvents(request))
+    first = await events.next()
+    assert first.WhichOneof("event") == "request"  # no `task` event first
+    assert first.request.request_id == asked.request_id
+    assert (await clients.answer(task_id, asked.request_id)).status == WORKING
+    await asking.rest()
+    await clients.complete(task_id, {"content": []})
+    rest = await events.rest()
+    assert [e.WhichOneof("event") for e in rest] == ["outcome"]
+    assert rest[0].outcome.task.status == task_pb2.TASK_STATUS_COMPLETED
 
 
 # ------------------------------------------------------------------------ re-attach

@@ -94,12 +94,14 @@ class GetTaskResultResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class StreamTaskEventsRequest(_message.Message):
-    __slots__ = ("owner", "task_id")
+    __slots__ = ("owner", "task_id", "skip_changes")
     OWNER_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    SKIP_CHANGES_FIELD_NUMBER: _ClassVar[int]
     owner: str
     task_id: str
-    def __init__(self, owner: _Optional[str] = ..., task_id: _Optional[str] = ...) -> None: ...
+    skip_changes: bool
+    def __init__(self, owner: _Optional[str] = ..., task_id: _Optional[str] = ..., skip_changes: bool = ...) -> None: ...
 
 class TaskOutcome(_message.Message):
     __slots__ = ("task", "result")
