@@ -298,17 +298,32 @@ async def check_health(args: argparse.Namespace) -> int:
     return 0 if answer.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+SDK_LOGGER = "mcp"
+"""The MCP SDK's loggers: at INFO they log a line per request handled ("Processing request of
+type ..."), which is a debugging aid, not a service event."""
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at `level`; the MCP SDK's per-request lines only at `debug` (uvicorn, see
+    HttpBridgeServer, logs warnings and errors only)."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    logging.getLogger(SDK_LOGGER).setLevel(
+        numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except UsageError as exc:
         print(f"taskservice: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level)
     try:
         if args.command == "serve":
             asyncio.run(serve(args))

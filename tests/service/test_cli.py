@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import signal
 import socket
@@ -188,3 +189,29 @@ async def test_env_twins_alone_configure_serve_and_sigterm_exits_0(tmp_path: Pat
         await process.ensure_stopped()
     log = (tmp_path / "serve.log").read_text()
     assert "Traceback" not in log
+
+
+@pytest.mark.parametrize(
+    ("level", "service", "sdk"),
+    [
+        ("debug", logging.DEBUG, logging.DEBUG),
+        ("info", logging.INFO, logging.WARNING),
+        ("warning", logging.WARNING, logging.WARNING),
+        ("error", logging.ERROR, logging.ERROR),
+    ],
+)
+def test_the_sdks_per_request_lines_are_logged_only_at_debug(level: str, service: int, sdk: int) -> None:
+    root, mcp = logging.getLogger(), logging.getLogger(cli.SDK_LOGGER)
+    kept = root.level, mcp.level, list(root.handlers)
+    root.handlers.clear()  # basicConfig configures only a root without handlers
+    try:
+        cli.configure_logging(level)
+        assert root.level == service
+        assert logging.getLogger("taskservice.grpc_api.server").getEffectiveLevel() == service
+        assert logging.getLogger("mcp.server.lowlevel.server").getEffectiveLevel() == sdk
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:] = kept[2]
+        root.setLevel(kept[0])
+        mcp.setLevel(kept[1])
