@@ -44,6 +44,7 @@ from taskservice.store.base import (
     TOOLS_KEY,
     TaskCursor,
     TaskStore,
+    room_key,
     task_key,
     tool_key,
     worker_key,
@@ -207,9 +208,9 @@ class TaskManager:
             raise InvalidTransition(task.task_id, task.status.value, wanted, why)
 
     async def _finish(self, task: TaskRecord) -> None:
-        """Tell the worker that held a task which just became terminal."""
+        """Tell the worker that held a task which just became terminal that it has room again."""
         if task.worker_id:
-            await self.store.changes.publish((worker_key(task.worker_id),))
+            await self.store.changes.publish((room_key(task.worker_id),))
 
     async def update_status(self, task_id: str, message: str, *, notify: bool = True) -> TaskRecord:
         def change(task: TaskRecord) -> TaskRecord:
@@ -590,16 +591,22 @@ class TaskManager:
         """
         worker = await self._live_worker(worker_id)
         sent: set[str] = set()
+        full = False
         while True:
             tools = worker.tool_names
             keys = (worker_key(worker_id), *(tool_key(n) for n in tools))
-            # One subscription, from before the first read until the worker's tools change: it
-            # holds any publish made while tasks are being yielded, so no read is needed until
-            # the next one.
+            if full:
+                # Room made matters only to a full worker: one with room took the whole queue,
+                # and a task queued later publishes its tool. So a task's end, the usual case of a
+                # worker with room, wakes nobody here.
+                keys = (*keys, room_key(worker_id))
+            # One subscription, from before the first read until the worker's tools or its
+            # fullness change: it holds any publish made while tasks are being yielded, so no
+            # read is needed until the next one.
             with self.store.changes.subscribe(keys) as subscription:
                 while True:
                     try:
-                        worker, offered = await self._offers(worker_id, sent)
+                        worker, offered, now_full = await self._offers(worker_id, sent)
                     except WorkerNotFound:
                         # Unregistered or swept while we waited: the stream simply ends. A
                         # worker that reconnects is told NOT_FOUND and registers again.
@@ -607,15 +614,18 @@ class TaskManager:
                     for task in offered:
                         sent.add(task.lease_id)
                         yield task
-                    if worker.tool_names != tools:
-                        break  # registered again with other tools: listen for those instead
+                    if worker.tool_names != tools or now_full != full:
+                        # Registered again with other tools, or full now, or not any more: listen
+                        # for the keys that matter now, and read again once subscribed to them.
+                        full = now_full
+                        break
                     # _offers took tasks until the worker was full or the queue empty: only a
                     # publish (a task queued, room made, the worker changed) makes more to take.
                     await subscription.wait()
 
-    async def _offers(self, worker_id: str, sent: set[str]) -> tuple[WorkerRecord, list[TaskRecord]]:
-        """The worker as it is now, and what to send it: its offers not yet sent (by lease),
-        then queued tasks claimed for it while it has room."""
+    async def _offers(self, worker_id: str, sent: set[str]) -> tuple[WorkerRecord, list[TaskRecord], bool]:
+        """The worker as it is now, what to send it (its offers not yet sent, by lease, then
+        queued tasks claimed for it while it has room), and whether it is full now."""
         current = await self._live_worker(worker_id)
         held = await self.store.tasks_of_worker(worker_id)
         again = [t for t in held if t.dispatch is Dispatch.OFFERED and t.lease_id not in sent]
@@ -636,7 +646,7 @@ class TaskManager:
                     fresh.append(claimed)
             if len(candidates) < wanted:
                 break  # that was the whole queue
-        return current, again + fresh
+        return current, again + fresh, len(fresh) >= room
 
     async def _offer(self, task_id: str, worker: WorkerRecord) -> TaskRecord | None:
         """Claim a queued task for a worker; None when another worker was faster."""
@@ -686,7 +696,7 @@ class TaskManager:
             )
 
         task = await self.store.update_task(task_id, change)
-        await self.store.changes.publish((tool_key(task.tool_name), worker_key(worker_id)))
+        await self.store.changes.publish((tool_key(task.tool_name), room_key(worker_id)))
         return task
 
     async def _lose_lease(self, task_id: str, worker_id: str, why: str) -> TaskRecord | None:

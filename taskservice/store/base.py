@@ -61,6 +61,12 @@ def worker_key(worker_id: str) -> str:
     return f"worker:{worker_id}"
 
 
+def room_key(worker_id: str) -> str:
+    """Published when one of the worker's tasks ends or is handed back: room for another. Only a
+    full worker's assignment stream listens to it (see TaskManager.assignments)."""
+    return f"room:{worker_id}"
+
+
 def tool_key(tool_name: str) -> str:
     return f"tool:{tool_name}"
 

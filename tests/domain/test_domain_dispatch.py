@@ -16,7 +16,7 @@ from taskservice.domain.errors import (
     ToolNotServed,
     WorkerNotFound,
 )
-from taskservice.domain.model import Dispatch, TaskRecord, TaskStatus, ToolSpec
+from taskservice.domain.model import Dispatch, TaskRecord, TaskStatus, ToolSpec, WorkerRecord
 from taskservice.domain.service import ServiceLimits, TaskManager
 from taskservice.store import TaskStore
 
@@ -184,6 +184,63 @@ async def test_assignments_follow_a_worker_registered_again_with_other_tools(man
         assert not pending.done()
         task = await manager.create_task(OWNER, "safe")
         assert (await asyncio.wait_for(pending, TIMEOUT)).task_id == task.task_id
+
+
+def count_offer_reads(manager: TaskManager, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times an assignment stream read the worker and the queue: `[count]`."""
+    reads = [0]
+    offers = manager._offers
+
+    async def counted(worker_id: str, sent: set[str]) -> tuple[WorkerRecord, list[TaskRecord], bool]:
+        reads[0] += 1
+        return await offers(worker_id, sent)
+
+    monkeypatch.setattr(manager, "_offers", counted)
+    return reads
+
+
+async def test_a_task_that_ends_wakes_the_stream_only_of_a_full_worker(
+    manager: TaskManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker with room took the whole queue: its task's end (the usual case) gives it nothing
+    more to take, so the stream does not read the store for it."""
+    reads = count_offer_reads(manager, monkeypatch)
+    worker = await manager.register_worker([WORK], max_concurrent_tasks=2)
+    task = await manager.create_task(OWNER, "work")
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        assert (await next_of(stream)).task_id == task.task_id
+        pending = await stays_quiet(stream)
+        before = reads[0]
+        await manager.complete(task.task_id, {"content": []})
+        await settle()
+        assert reads[0] == before
+        created = await manager.create_task(OWNER, "work")  # a task queued still wakes it
+        assert (await asyncio.wait_for(pending, TIMEOUT)).task_id == created.task_id
+
+
+async def test_a_worker_full_then_with_room_again_takes_what_comes(
+    manager: TaskManager, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Full, the stream listens for room made; with room again (the queue drained), for tasks
+    queued; each change of mind reads the store once more, so nothing slips between."""
+    reads = count_offer_reads(manager, monkeypatch)
+    worker = await manager.register_worker([WORK], max_concurrent_tasks=1)
+    first = await manager.create_task(OWNER, "work")
+    clock.advance(1)
+    second = await manager.create_task(OWNER, "work")
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        assert (await next_of(stream)).task_id == first.task_id  # full now
+        pending = await stays_quiet(stream)
+        await manager.complete(first.task_id, {"content": []})  # room made: the second comes
+        assert (await asyncio.wait_for(pending, TIMEOUT)).task_id == second.task_id
+        pending = await stays_quiet(stream)
+        await manager.fail(second.task_id, "no")  # room made, and nothing queued: room again
+        await settle()
+        assert not pending.done()
+        before = reads[0]
+        third = await manager.create_task(OWNER, "work")
+        assert (await asyncio.wait_for(pending, TIMEOUT)).task_id == third.task_id
+        assert reads[0] == before + 1
 
 
 async def test_assignments_of_an_unknown_worker_raise_worker_not_found(manager: TaskManager) -> None:
