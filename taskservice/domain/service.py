@@ -143,13 +143,15 @@ class TaskManager:
 
     # ----------------------------------------------------------------- waiting
 
-    async def _wait_until(self, keys: Iterable[str], check: Callable[[], Awaitable[T | None]]) -> T:
+    async def _wait_until(
+        self, keys: Iterable[str], check: Callable[[], Awaitable[T | None]], *, first: bool = False
+    ) -> T:
         """Re-check stored state each time one of `keys` is published, until `check` gives a value.
 
         Subscribing before the first check means no change can slip between the
-        read and the wait. The caller ends a wait by cancelling it.
+        read and the wait. The caller ends a wait by cancelling it. `first`: see ChangeFeed.
         """
-        with self.store.changes.subscribe(keys) as subscription:
+        with self.store.changes.subscribe(keys, first=first) as subscription:
             while True:
                 value = await check()
                 if value is not None:
@@ -377,7 +379,8 @@ class TaskManager:
                 )
             return None
 
-        return await self._wait_until((task_key(task_id),), answered)
+        # The worker's tool waits on this: woken before the task's watchers (status notifications).
+        return await self._wait_until((task_key(task_id),), answered, first=True)
 
     async def answer(
         self,
@@ -437,7 +440,8 @@ class TaskManager:
                     return task, fresh
                 return None
 
-            task, fresh = await self._wait_until((task_key(task_id),), news)
+            # A client's tasks/result waits on this: woken before the task's watchers.
+            task, fresh = await self._wait_until((task_key(task_id),), news, first=True)
             if changes and _public_state(task) != last:
                 last = _public_state(task)
                 yield TaskChanged(task)

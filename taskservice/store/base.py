@@ -96,7 +96,10 @@ class Subscription(Protocol):
 class ChangeFeed(Protocol):
     """Wakes waiters when stored state they care about changed. Carries no state itself."""
 
-    def subscribe(self, keys: Iterable[str]) -> Subscription: ...
+    def subscribe(self, keys: Iterable[str], *, first: bool = False) -> Subscription:
+        """`first`: a publish wakes this subscription before the others of this process (a waiter
+        that a task's progress waits on, before those that only watch it)."""
+        ...
 
     async def publish(self, keys: Iterable[str]) -> None: ...
 
@@ -217,12 +220,13 @@ class ClosingSubscription:
 class LocalSubscription(ClosingSubscription):
     """A subscription of LocalChangeFeed: one event registered under several keys."""
 
-    __slots__ = ("_event", "_feed", "_keys")
+    __slots__ = ("_event", "_feed", "_keys", "first")
 
-    def __init__(self, feed: LocalChangeFeed, keys: tuple[str, ...]) -> None:
+    def __init__(self, feed: LocalChangeFeed, keys: tuple[str, ...], first: bool = False) -> None:
         self._feed = feed
         self._keys = keys
         self._event = asyncio.Event()
+        self.first = first
 
     def _wake(self) -> None:
         self._event.set()
@@ -253,9 +257,9 @@ class LocalChangeFeed:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[LocalSubscription]] = {}
 
-    def subscribe(self, keys: Iterable[str]) -> LocalSubscription:
+    def subscribe(self, keys: Iterable[str], *, first: bool = False) -> LocalSubscription:
         key_tuple = tuple(keys)
-        subscription = LocalSubscription(self, key_tuple)
+        subscription = LocalSubscription(self, key_tuple, first)
         for key in key_tuple:
             self._subscribers.setdefault(key, set()).add(subscription)
         return subscription
@@ -269,9 +273,16 @@ class LocalChangeFeed:
                     del self._subscribers[key]
 
     def publish_now(self, keys: Iterable[str]) -> None:
+        # A woken waiter runs in the order it was woken: the `first` subscriptions go ahead.
+        later: list[LocalSubscription] = []
         for key in keys:
             for subscription in tuple(self._subscribers.get(key, ())):
-                subscription._wake()  # pyright: ignore[reportPrivateUsage]
+                if subscription.first:
+                    subscription._wake()  # pyright: ignore[reportPrivateUsage]
+                else:
+                    later.append(subscription)
+        for subscription in later:
+            subscription._wake()  # pyright: ignore[reportPrivateUsage]
 
     async def publish(self, keys: Iterable[str]) -> None:
         self.publish_now(keys)

@@ -583,9 +583,9 @@ class RedisChangeFeed:
             self._listener = None
         await self._client.aclose()
 
-    def subscribe(self, keys: Iterable[str]) -> RedisSubscription:
+    def subscribe(self, keys: Iterable[str], *, first: bool = False) -> RedisSubscription:
         self.start()
-        return RedisSubscription(self, self._local.subscribe((*keys, _RECONNECTED)))
+        return RedisSubscription(self, self._local.subscribe((*keys, _RECONNECTED), first=first))
 
     def channels(self, keys: Iterable[str]) -> list[str]:
         """The pub/sub channels of feed keys."""

@@ -57,8 +57,8 @@ class CountedFeed:
         self.waiting += waiting
         self.counted.set()
 
-    def subscribe(self, keys: Iterable[str]) -> Subscription:
-        return _CountedSubscription(self, self.inner.subscribe(keys))
+    def subscribe(self, keys: Iterable[str], *, first: bool = False) -> Subscription:
+        return _CountedSubscription(self, self.inner.subscribe(keys, first=first))
 
     async def publish(self, keys: Iterable[str]) -> None:
         await self.inner.publish(keys)

@@ -73,6 +73,35 @@ async def test_wait_for_answer_returns_after_answer(manager: TaskManager) -> Non
     assert task.status is TaskStatus.WORKING
 
 
+async def test_an_answer_reaches_its_waiter_before_the_tasks_watchers(manager: TaskManager) -> None:
+    """The worker's tool waits for the answer; the bridge's status follower and other views only
+    watch the task: the waiter is woken first, whichever subscribed first."""
+    task_id = await new_task_id(manager)
+    _, request = await manager.ask(task_id, ELICIT, {"message": "?"})
+    order: list[str] = []
+
+    async def watch(name: str) -> None:
+        async with closing(manager.follow(OWNER, task_id)) as changes:
+            async for task in changes:
+                if task.status is TaskStatus.WORKING:
+                    order.append(name)
+                    return
+
+    async def wait() -> None:
+        await manager.wait_for_answer(task_id, request.request_id)
+        order.append("waiter")
+
+    tasks = [asyncio.create_task(watch(f"watcher {n}")) for n in range(3)]
+    tasks.append(asyncio.create_task(wait()))
+    tasks += [asyncio.create_task(watch(f"watcher {n}")) for n in range(3, 6)]
+    await settle()
+    assert order == []
+    await manager.answer(OWNER, task_id, request.request_id, result=ACCEPT)
+    await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
+    assert order[0] == "waiter"
+    assert sorted(order[1:]) == [f"watcher {n}" for n in range(6)]
+
+
 async def test_an_error_answer_is_stored(manager: TaskManager) -> None:
     task_id = await new_task_id(manager)
     _, request = await manager.ask(task_id, SAMPLE, {"messages": [], "maxTokens": 10})

@@ -7,6 +7,7 @@ backend; SQLite-only behaviour (durability, opening) is at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -26,7 +27,7 @@ from taskservice.domain.model import (
     WorkerRecord,
 )
 from taskservice.store import SqliteTaskStore, TaskCursor, TaskStore, open_store
-from taskservice.store.base import LocalChangeFeed, encode_json, task_key
+from taskservice.store.base import LocalChangeFeed, Subscription, encode_json, task_key
 
 WAKE_TIMEOUT = 2.0  # a wake that must come comes at once; this only stops a broken test hanging
 QUIET = 0.1  # how long to listen for a wake that must not come
@@ -414,6 +415,34 @@ async def test_every_subscriber_is_woken(store: TaskStore) -> None:
         await asyncio.sleep(0)  # both are blocked in wait()
         await store.update_task("t1", with_message("x"))
         assert await asyncio.gather(*waiters) == [True, True]
+
+
+async def test_a_first_subscription_is_woken_before_the_others(store: TaskStore) -> None:
+    """The waiters a task's progress waits on (the worker's Elicit, the client's tasks/result) run
+    before those that watch it (status notifications, other views), whatever the order of
+    subscribing: a woken waiter runs in the order it was woken."""
+    await store.insert_task(make_task("t1"))
+    woken: list[str] = []
+
+    async def wait(name: str, subscription: Subscription) -> None:
+        assert await subscription.wait(timeout=WAKE_TIMEOUT) is True
+        woken.append(name)
+
+    with contextlib.ExitStack() as stack:
+        subscriptions = {
+            f"watcher {n}": stack.enter_context(store.changes.subscribe([task_key("t1")])) for n in range(4)
+        }
+        subscriptions["waiter"] = stack.enter_context(store.changes.subscribe([task_key("t1")], first=True))
+        for n in range(4, 8):  # of several keys, and subscribed after the waiter
+            subscriptions[f"watcher {n}"] = stack.enter_context(
+                store.changes.subscribe([task_key("t0"), task_key("t1")])
+            )
+        waiters = [asyncio.create_task(wait(name, s)) for name, s in subscriptions.items()]
+        await asyncio.sleep(0)  # all are blocked in wait()
+        await store.update_task("t1", with_message("x"))
+        await asyncio.gather(*waiters)
+    assert woken[0] == "waiter"
+    assert sorted(woken[1:]) == [f"watcher {n}" for n in range(8)]
 
 
 async def test_subscribe_before_read_cannot_miss_an_update(store: TaskStore) -> None:
