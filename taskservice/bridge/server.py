@@ -460,6 +460,9 @@ class McpBridge:
                 state = (event.task.status, event.task.status_message, event.task.last_updated_at)
                 if state != seen and event.notify:
                     if notify_status:
+                        if notified is not None and event.task.status in TERMINAL:
+                            # Set before the send, not after: see _terminal_notified.
+                            notified.set()
                         await session.send_notification(
                             types.ServerNotification(
                                 types.TaskStatusNotification(params=status_params(event.task))
@@ -490,9 +493,14 @@ class McpBridge:
                     del following[task_id]
 
     async def _terminal_notified(self, session: ServerSession, task_id: str) -> None:
-        """Wait until this session's follower of the task has sent its terminal status: a client
+        """Wait until this session's follower of the task is sending its terminal status: a client
         that closes its session once it has the result (mcp's stdio client does) would otherwise
-        find the notification after the result, on a closed stream. Bounded by NOTIFIED_WAIT."""
+        find the notification after the result, on a closed stream. Bounded by NOTIFIED_WAIT.
+
+        The follower sets its event as it starts the send, which reaches the session's write
+        stream at the send's first checkpoint; the result's send into that stream checkpoints
+        too, later, and the stream takes its senders in the order they came. So the result still
+        goes after the notification, without waiting behind whatever else the loop then runs."""
         notified = self._notifying.get(session, {}).get(task_id)
         if notified is not None and not notified.is_set():
             with anyio.move_on_after(NOTIFIED_WAIT):
