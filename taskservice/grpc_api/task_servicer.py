@@ -98,8 +98,19 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         async def read() -> None:
             try:
                 async with asyncio.TaskGroup() as handling:
-                    async for request in requests:
-                        handling.create_task(self._report(request, answers))
+
+                    async def take() -> None:
+                        """Read one outcome and handle it in this same task, at once (a task
+                        for the handling would wait a turn of the loop), the next read left
+                        to a task of its own (so the handling holds no outcome back)."""
+                        try:
+                            request = await anext(requests)
+                        except StopAsyncIteration:
+                            return
+                        handling.create_task(take())
+                        await self._report(request, answers)
+
+                    handling.create_task(take())
             finally:
                 answers.put_nowait(None)
 

@@ -3,10 +3,12 @@ unary call would be, refusals included, and the stream ending cleanly on either 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import grpc
 import grpc.aio
+import pytest
 from google.rpc import status_pb2
 from taskservice_client._proto.mcptasks.v1 import task_pb2
 
@@ -59,6 +61,38 @@ async def test_outcomes_on_one_stream_are_stored_and_answered_by_id(clients: Cli
     assert result.result == to_struct(TOOL_RESULT)
     await call.done_writing()
     assert await bounded(call.read()) is cast("Any", grpc.aio).EOF  # missing from grpc-stubs
+    assert await call.code() is grpc.StatusCode.OK
+
+
+async def test_a_slow_outcome_holds_back_none_behind_it(
+    svc: RunningService, clients: Clients, worker_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each outcome is handled as it is read: one whose store write waits (a slow Redis, say)
+    leaves the next on the stream to be stored and answered meanwhile, and is answered after."""
+    slow = (await clients.create()).task_id
+    quick = (await clients.create()).task_id
+    release = asyncio.Event()
+    complete = svc.manager.complete
+
+    async def held(task_id: str, result: Any, **kwargs: Any) -> Any:
+        if task_id == slow:
+            await release.wait()
+        return await complete(task_id, result, **kwargs)
+
+    monkeypatch.setattr(svc.manager, "complete", held)
+    call = _open(clients)
+    await call.write(_complete("r1", slow))
+    await call.write(_complete("r2", quick))
+    first = await _read(call)
+    assert first.report_id == "r2"
+    assert first.complete.task.status == task_pb2.TASK_STATUS_COMPLETED
+    assert (await clients.get(slow)).status == task_pb2.TASK_STATUS_WORKING
+    release.set()
+    second = await _read(call)
+    assert second.report_id == "r1"
+    assert second.complete.task.status == task_pb2.TASK_STATUS_COMPLETED
+    await call.done_writing()
+    assert await bounded(call.read()) is cast("Any", grpc.aio).EOF
     assert await call.code() is grpc.StatusCode.OK
 
 
