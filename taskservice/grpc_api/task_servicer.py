@@ -143,7 +143,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         else:
             # OutcomeError has google.rpc.Status's fields and numbers: the same bytes.
             answer.error.ParseFromString(got.SerializeToString())
-        answers.put_nowait(answer)
+        # On the loop's next turn: the waiters the outcome woke (a client's tasks/result, its
+        # status notification) go first, the worker's confirmation (a gRPC write) after them.
+        asyncio.get_running_loop().call_soon(answers.put_nowait, answer)
 
     async def WatchTask(
         self, request: pb.WatchTaskRequest, context: Context

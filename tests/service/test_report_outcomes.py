@@ -12,9 +12,11 @@ import pytest
 from google.rpc import status_pb2
 from taskservice_client._proto.mcptasks.v1 import task_pb2
 
+from taskservice.grpc_api.streams import StreamRegistry
+from taskservice.grpc_api.task_servicer import TaskServicer
 from taskservice.testing import RunningService
 
-from .support import TOOL_RESULT, WAIT, Clients, bounded, bpb, pb, rich, rpc_error, to_struct
+from .support import OWNER, TOOL_RESULT, WAIT, Clients, bounded, bpb, pb, rich, rpc_error, to_struct
 
 
 def _complete(report_id: str, task_id: str, result: dict[str, Any] = TOOL_RESULT) -> pb.ReportOutcomesRequest:
@@ -94,6 +96,34 @@ async def test_a_slow_outcome_holds_back_none_behind_it(
     await call.done_writing()
     assert await bounded(call.read()) is cast("Any", grpc.aio).EOF
     assert await call.code() is grpc.StatusCode.OK
+
+
+async def test_the_workers_confirmation_goes_after_the_waiters_the_outcome_woke(
+    svc: RunningService, task_id: str
+) -> None:
+    """The client's tasks/result (a waiter on the task) has its turn before the worker's answer
+    is queued for its gRPC write: the write is not on the way to the client's result."""
+    order: list[str] = []
+
+    async def waiter() -> None:
+        await svc.manager.wait_finished(OWNER, task_id)
+        order.append("waiter")
+
+    waiting = asyncio.create_task(waiter())
+    await asyncio.sleep(0)  # it waits
+    answers: asyncio.Queue[pb.ReportOutcomesResponse | None] = asyncio.Queue()
+    servicer = TaskServicer(svc.manager, StreamRegistry())
+    await servicer._report(_complete("r1", task_id), answers)
+    for _ in range(10):  # turn by turn, until the answer is queued
+        if not answers.empty():
+            break
+        await asyncio.sleep(0)
+    order.append("answer")
+    assert order == ["waiter", "answer"]
+    answer = answers.get_nowait()
+    assert answer is not None
+    await bounded(waiting)
+    assert answer.complete.task.status == task_pb2.TASK_STATUS_COMPLETED
 
 
 async def test_a_refused_outcome_answers_the_unary_calls_error_and_the_stream_goes_on(
