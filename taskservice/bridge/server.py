@@ -458,11 +458,11 @@ class McpBridge:
             async for event in self.service.FollowTask(pb.FollowTaskRequest(owner=owner, task_id=task_id)):
                 self._saw(event.task)
                 state = (event.task.status, event.task.status_message, event.task.last_updated_at)
+                if notified is not None and event.task.status in TERMINAL:
+                    # Before its notification's send, not after: see _terminal_notified.
+                    notified.set()
                 if state != seen and event.notify:
                     if notify_status:
-                        if notified is not None and event.task.status in TERMINAL:
-                            # Set before the send, not after: see _terminal_notified.
-                            notified.set()
                         await session.send_notification(
                             types.ServerNotification(
                                 types.TaskStatusNotification(params=status_params(event.task))
@@ -479,8 +479,6 @@ class McpBridge:
                             else None,
                         )
                 seen = state
-                if notified is not None and event.task.status in TERMINAL:
-                    notified.set()
         except grpc.aio.AioRpcError as exc:
             log.debug("stopped following task %s: %s", task_id, exc.code().name)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
