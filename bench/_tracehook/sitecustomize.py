@@ -155,6 +155,32 @@ def _patches(mark: Callable[[str], None]) -> dict[str, Callable[[ModuleType], No
 
         m.Server._handle_request = traced_handle
 
+    def server_session(m: ModuleType) -> None:
+        send = m.ServerSession.send_notification
+
+        async def traced_send(self: Any, notification: Any, *args: Any, **kwargs: Any) -> None:
+            status = getattr(getattr(notification.root, "params", None), "status", None)
+            stage = f"s.notify:{status}" if isinstance(status, str) else None
+            if stage is not None:
+                mark(stage + ".start")
+            await send(self, notification, *args, **kwargs)
+            if stage is not None:
+                mark(stage + ".queued")
+
+        m.ServerSession.send_notification = traced_send
+
+    def streamable_http(m: ModuleType) -> None:
+        create = m.StreamableHTTPServerTransport._create_event_data
+
+        def traced_create(self: Any, event_message: Any) -> Any:
+            event = create(self, event_message)
+            stage = _http_body_stage(event["data"].encode())
+            if stage is not None:
+                mark("s.sse:" + stage)
+            return event
+
+        m.StreamableHTTPServerTransport._create_event_data = traced_create
+
     def bridge(m: ModuleType) -> None:
         _wrap_async(m.McpBridge, "_task_result", "s.result", mark, after=True)
         _wrap_async(m.McpBridge, "_run_to_outcome", "s.outcome", mark, after=True)
@@ -167,6 +193,9 @@ def _patches(mark: Callable[[str], None]) -> dict[str, Callable[[ModuleType], No
         _wrap_async(m.TaskServicer, "Complete", "s.complete.done", mark, after=True)
         _wrap_async(m.TaskServicer, "Complete", "s.complete", mark)
         _wrap_generator(m.TaskServicer, "Elicit", "s.elicit", mark)
+
+    def domain(m: ModuleType) -> None:
+        _wrap_generator(m.TaskManager, "follow", "s.follow", mark)
 
     def worker_context(m: ModuleType) -> None:
         _wrap_async(m.RemoteTaskContext, "elicit", "w.answer", mark, after=True)
@@ -181,9 +210,12 @@ def _patches(mark: Callable[[str], None]) -> dict[str, Callable[[ModuleType], No
         "uvicorn.protocols.http.h11_impl": uvicorn_h11,
         "starlette.requests": starlette_requests,
         "mcp.server.lowlevel.server": lowlevel_server,
+        "mcp.server.session": server_session,
+        "mcp.server.streamable_http": streamable_http,
         "taskservice.bridge.server": bridge,
         "taskservice.grpc_api.bridge_servicer": bridge_servicer,
         "taskservice.grpc_api.task_servicer": task_servicer,
+        "taskservice.domain.service": domain,
         "taskservice_client._context": worker_context,
         "taskservice_client._worker": worker,
     }

@@ -133,6 +133,14 @@ def test_a_tiny_traced_run_marks_every_process(tmp_path: Path, capsys: pytest.Ca
         assert stage in ours, stage
     for stage in ("c.ask", "s.recv:tasks/result", "s.send:result"):
         assert stage in sdk, stage
+    # The status notifications, from the session's send to their SSE event: the bridge's three
+    # (its follower's stream too), the SDK server's terminal one.
+    for status in ("input_required", "working", "completed"):
+        for stage in (f"s.notify:{status}.start", f"s.notify:{status}.queued", f"s.sse:notify:{status}"):
+            assert stage in ours, stage
+    assert {"s.follow.start", "s.follow.yield", "s.sse:ask", "s.sse:result"} <= set(ours)
+    assert {"s.notify:completed.start", "s.sse:notify:completed", "s.sse:result"} <= set(sdk)
+    assert "s.notify:working.start" not in sdk
     assert not {"s.answer", "w.answer"} & set(sdk)
     assert all(row["tasks"] >= 1 for rows in stages.values() for row in rows)
     printed = capsys.readouterr().out
