@@ -192,7 +192,7 @@ async def test_env_twins_alone_configure_serve_and_sigterm_exits_0(tmp_path: Pat
     assert "Traceback" not in log
 
 
-async def test_serve_freezes_its_start_up_heap_before_serving(tmp_path: Path) -> None:
+async def test_serve_freezes_its_start_up_heap_once(tmp_path: Path) -> None:
     """Full collections then skip the modules and servers start-up made (see `freeze_startup_heap`)."""
     port = free_port()
     env = clean_env(
