@@ -97,6 +97,19 @@ def test_table_and_json(tmp_path: Path) -> None:
     assert data["figures"][0]["ratio"] == pytest.approx(0.9)
 
 
+def test_table_gives_more_decimals_where_two_would_cross_the_target() -> None:
+    def ratio_cell(value: float, target: report.Target) -> str:
+        figure = report.Figure("unary", "a", value, 1000.0, "calls/s", target, "echo")
+        return report.table([figure]).splitlines()[2].split("|")[4].strip()
+
+    assert ratio_cell(795.2, suites.UNARY_TARGET) == "0.795x"  # fails: not "0.80x"
+    assert ratio_cell(799.9, suites.UNARY_TARGET) == "0.7999x"  # not "0.800x" either
+    assert ratio_cell(800.0, suites.UNARY_TARGET) == "0.80x"
+    assert ratio_cell(1204.0, report.Target("max", 1.2)) == "1.204x"
+    assert ratio_cell(794.0, suites.UNARY_TARGET) == "0.79x"
+    assert ratio_cell(795.2, report.INFO) == "0.80x"
+
+
 def test_service_root_runs_the_other_checkouts_service(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
