@@ -6,6 +6,7 @@ JSON written); no figure is held to a target or a time: those are `python -m ben
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import shutil
@@ -134,3 +135,38 @@ def test_a_service_root_without_the_service_is_refused(
     monkeypatch.setattr(procs, "SERVICE_ROOT", tmp_path)
     with pytest.raises(procs.ProcessFailed, match="would import"):
         procs.spawn_service(tmp_path, "memory://")
+
+
+def test_unary_takes_the_targets_in_a_new_order_each_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fixed rotation showed in the figures (each target's window follows the same one):
+    every round is drawn anew, and every target still gets one window a round."""
+    from bench import clients
+
+    class Channel:
+        def __init__(self, target: str) -> None:
+            self.target = target
+
+        async def close(self, grace: float | None) -> None:
+            return None
+
+    served: list[str] = []
+
+    async def create_tasks(stub: Channel, count: int) -> list[str]:
+        return [f"{stub.target}-{i}" for i in range(count)]
+
+    async def window(stub: Channel, task_ids: list[str], seconds: float) -> tuple[int, float, list[float]]:
+        served.append(stub.target)
+        return 10, 1.0, [0.001] * 10
+
+    monkeypatch.setattr(clients, "channel", Channel)
+    monkeypatch.setattr(clients, "task_stub", lambda ch: ch)
+    monkeypatch.setattr(clients, "create_tasks", create_tasks)
+    monkeypatch.setattr(clients, "_window", window)
+    targets = {name: name for name in ("echo", "memory", "sqlite", "redis")}
+    out = asyncio.run(clients.unary(targets, [1, 16], 0.1, 9))
+    rounds = [tuple(served[i : i + 4]) for i in range(0, len(served), 4)]
+    assert len(rounds) == 2 * 10
+    assert all(sorted(r) == sorted(targets) for r in rounds)
+    assert len(set(rounds)) > 5  # 20 draws of 24 orders
+    assert out["sqlite"]["16"]["calls_per_s"] == 10.0
+    assert out["sqlite"]["total_calls"] == 16 + 2 * 10 * 10
