@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,10 @@ FLAT_TARGET = Target("max", 1.25)
 class Sizes:
     unary_levels: tuple[int, ...] = (1, 16, 64)
     unary_window: float = 0.5  # seconds of each turn
-    unary_windows: int = 10  # turns of each server at each level, after one to warm up
+    unary_windows: int = 4  # turns of each server process at each level, after one to warm up
+    # Processes of each server, their windows pooled: two processes of the same code differ
+    # by about 5% in calls/s, which one process per server put whole into the ratio.
+    unary_replicas: int = 3
     unary_stores: tuple[str, ...] = ("memory", "sqlite", "redis")
     waiting_count: int = 10_000
     waiting_channels: int = 10
@@ -54,7 +58,8 @@ class Sizes:
 FULL = Sizes()
 QUICK = Sizes(
     unary_window=0.25,
-    unary_windows=5,
+    unary_windows=3,
+    unary_replicas=2,
     waiting_count=2_000,
     waiting_channels=4,
     waiting_stores=("sqlite",),
@@ -70,6 +75,7 @@ SMOKE = Sizes(
     unary_levels=(1, 4),
     unary_window=0.05,
     unary_windows=1,
+    unary_replicas=2,
     unary_stores=("sqlite",),
     waiting_count=20,
     waiting_channels=2,
@@ -127,34 +133,45 @@ def unary(env: Env) -> list[Figure]:
     """UpdateStatus calls/s through the service against the bare echo server, at each number in flight.
 
     Every server runs at once, idle but for the one under load; one client process takes
-    them in turns, a short window each, many times over (see bench.clients.unary).
+    them in turns, a short window each, many times over (see bench.clients.unary). Each
+    server runs as `unary_replicas` processes, whose windows are pooled (`_pooled`).
     """
     s = env.sizes
     kinds = env.stores(*s.unary_stores)
+    replicas = range(s.unary_replicas)
     with contextlib.ExitStack() as stack:
         # Started together, then waited for: each takes a while to import.
-        echo = procs.spawn_bench_server(env.logs, "echo")
-        stack.callback(echo.stop)
-        servers = {kind: procs.spawn_service(env.logs, env.store_url(kind, "unary")) for kind in kinds}
-        for server in servers.values():
-            stack.callback(server.stop)
-        targets = {"echo": procs.bench_server_address(echo)}
-        targets |= {kind: procs.service_address(server)[0] for kind, server in servers.items()}
-        pids = {"echo": echo.pid} | {kind: server.pid for kind, server in servers.items()}
-        cpu = {name: procs.cpu_seconds(pid) for name, pid in pids.items()}
+        procs_by_name: dict[str, procs.Process] = {}
+        for i in replicas:
+            procs_by_name[f"echo#{i}"] = procs.spawn_bench_server(env.logs, "echo", name=f"baseline-echo-{i}")
+            stack.callback(procs_by_name[f"echo#{i}"].stop)
+        for kind in kinds:
+            for i in replicas:
+                url = env.store_url(kind, f"unary-{i}")
+                procs_by_name[f"{kind}#{i}"] = procs.spawn_service(env.logs, url, name=f"serve-{kind}-{i}")
+                stack.callback(procs_by_name[f"{kind}#{i}"].stop)
+        targets = {
+            name: procs.bench_server_address(proc)
+            if name.startswith("echo#")
+            else procs.service_address(proc)[0]
+            for name, proc in procs_by_name.items()
+        }
+        cpu = {name: procs.cpu_seconds(proc.pid) for name, proc in procs_by_name.items()}
         args = ["unary", "--levels", ",".join(str(n) for n in s.unary_levels)]
         args += ["--window", str(s.unary_window), "--windows", str(s.unary_windows)]
         args += [f"--target={name}={target}" for name, target in targets.items()]
         budget = len(targets) * len(s.unary_levels) * (s.unary_windows + 1) * (s.unary_window + 0.2)
         result: dict[str, dict[str, Any]] = procs.run_client(args, timeout=120 + 2 * budget, logs=env.logs)
-        for name, pid in pids.items():
-            # The server's CPU per call, all levels together: what the machine's other work does not change.
-            used = procs.cpu_seconds(pid) - cpu[name]
-            result[name]["cpu_us_per_call"] = used / result[name]["total_calls"] * 1e6
+        # The server's CPU per call, all levels together: what the machine's other work does not change.
+        used = {name: procs.cpu_seconds(proc.pid) - cpu[name] for name, proc in procs_by_name.items()}
+    pooled = {
+        kind: _pooled([result[f"{kind}#{i}"] for i in replicas], [used[f"{kind}#{i}"] for i in replicas])
+        for kind in ("echo", *kinds)
+    }
     figures: list[Figure] = []
     for kind in kinds:
         for level in s.unary_levels:
-            mine, base = result[kind][str(level)], result["echo"][str(level)]
+            mine, base = pooled[kind][str(level)], pooled["echo"][str(level)]
             figures.append(
                 Figure(
                     "unary",
@@ -167,12 +184,32 @@ def unary(env: Env) -> list[Figure]:
                     {
                         "ours": mine,
                         "baseline": base,
-                        "server_cpu_us_per_call": result[kind]["cpu_us_per_call"],
-                        "baseline_server_cpu_us_per_call": result["echo"]["cpu_us_per_call"],
+                        "server_cpu_us_per_call": pooled[kind]["cpu_us_per_call"],
+                        "baseline_server_cpu_us_per_call": pooled["echo"]["cpu_us_per_call"],
                     },
                 )
             )
     return figures
+
+
+def _pooled(replicas: list[dict[str, Any]], cpu_seconds: list[float]) -> dict[str, Any]:
+    """One server's figures from its processes' (bench.clients.unary's output for each): at each
+    level the median of all their windows, the best window, each process's windows and median
+    latency; the CPU per call over all of them."""
+    out: dict[str, Any] = {
+        "cpu_us_per_call": sum(cpu_seconds) / sum(r["total_calls"] for r in replicas) * 1e6,
+        "total_calls": sum(r["total_calls"] for r in replicas),
+    }
+    for level in (key for key in replicas[0] if key != "total_calls"):
+        windows = [list(r[level]["windows"]) for r in replicas]
+        rates = [rate for each in windows for rate in each]
+        out[level] = {
+            "calls_per_s": statistics.median(rates),
+            "best_calls_per_s": max(rates),
+            "windows": windows,  # one list per process
+            "p50_us": [r[level]["p50_us"] for r in replicas],  # each process's median latency
+        }
+    return out
 
 
 # ---------------------------------------------------------------------- waiting

@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,26 @@ def test_unary(env: suites.Env) -> None:
     check(figures, "unary", ["UpdateStatus sqlite, 1 in flight", "UpdateStatus sqlite, 4 in flight"])
     assert all(f.target == suites.UNARY_TARGET for f in figures)
     assert figures[0].detail["server_cpu_us_per_call"] > 0
+    # Each server ran as two processes (SMOKE's unary_replicas), one window each, pooled.
+    ours = figures[0].detail["ours"]
+    assert [len(each) for each in ours["windows"]] == [1, 1]
+    assert len(ours["p50_us"]) == 2
+    assert ours["calls_per_s"] == pytest.approx(sum(w[0] for w in ours["windows"]) / 2)
+
+
+def test_pooled_takes_the_median_of_every_process_window() -> None:
+    def replica(windows: list[int], calls: int) -> dict[str, Any]:
+        level = {"calls_per_s": 0.0, "best_calls_per_s": 0.0, "windows": windows, "p50_us": 100.0}
+        return {"16": level, "total_calls": calls}
+
+    pooled = suites._pooled(  # pyright: ignore[reportPrivateUsage]
+        [replica([100, 400, 500], 1000), replica([200, 300], 3000)], [0.002, 0.006]
+    )
+    assert pooled["16"]["calls_per_s"] == 300  # of 100, 200, 300, 400, 500
+    assert pooled["16"]["best_calls_per_s"] == 500
+    assert pooled["16"]["windows"] == [[100, 400, 500], [200, 300]]
+    assert pooled["cpu_us_per_call"] == pytest.approx(2.0)  # 8 ms over 4,000 calls
+    assert pooled["total_calls"] == 4000
 
 
 def test_waiting(env: suites.Env) -> None:
