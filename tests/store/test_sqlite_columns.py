@@ -35,8 +35,10 @@ def record(**changes: object) -> TaskRecord:
 
 
 def stored(store: SqliteTaskStore, task_id: str) -> tuple[tuple[object, ...], TaskRecord]:
-    """The row's indexed columns, and the record its body holds, decoded here: what the file holds,
-    whatever the store keeps in memory (read on its connection, the only one the file admits)."""
+    """The row's indexed columns, and the record its body holds, decoded here: what the file holds
+    once the store has applied its updates log, whatever the store keeps in memory (read on its
+    connection, the only one the file admits)."""
+    store._apply_pending()
     row = store._db.execute(f"SELECT {COLUMNS}, body FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
     return tuple(row[:-1]), TaskRecord.from_json(json.loads(row[-1]))
 
@@ -116,7 +118,7 @@ async def test_a_task_the_store_knows_is_read_with_no_statement(tmp_path: Path) 
         assert await store.get_task("t1") == record()
         updated = await store.update_task("t1", lambda t: t.replace(status_message="one"))
         assert await store.get_task("t1") is updated  # the (immutable) record written, no query
-        assert [s.split()[0] for s in statements] == ["UPDATE"]
+        assert statements == []  # the change is a line of the updates log
         assert stored(store, "t1")[1] == updated
     finally:
         await store.close()
@@ -201,8 +203,14 @@ async def test_a_row_gone_under_a_known_task_is_not_found_and_forgotten(tmp_path
         await store.insert_task(record())
         store._db.execute("DELETE FROM tasks WHERE task_id = 't1'")
         with pytest.raises(TaskNotFound):
-            await store.update_task("t1", lambda t: t.replace(status_message="gone"))
+            await store.update_task("t1", lambda t: t.replace(dispatch=Dispatch.DONE))
         assert await store.get_task("t1") is None
+        # A change of the body alone is logged, and found gone when the log is applied.
+        await store.insert_task(record(task_id="t2"))
+        store._db.execute("DELETE FROM tasks WHERE task_id = 't2'")
+        await store.update_task("t2", lambda t: t.replace(status_message="gone"))
+        assert await store.list_tasks("alice", None, 10) == []  # a statement: the log applied
+        assert await store.get_task("t2") is None
     finally:
         await store.close()
 
@@ -241,20 +249,28 @@ async def test_a_list_page_leaves_the_busy_tasks_known(
         await store.close()
 
 
-async def test_a_change_of_a_body_the_store_wrote_is_one_statement(tmp_path: Path) -> None:
+async def test_a_change_of_a_body_is_a_line_of_the_log_then_one_update(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
     store = SqliteTaskStore(path)
     try:
         await store.insert_task(record())
         statements = statements_of(store)
         updated = await store.update_task("t1", lambda t: t.replace(status_message="one"))
-        store._db.set_trace_callback(None)
         body = encode_json(updated.to_json())
-        assert statements == [f"UPDATE tasks SET body = '{body}' WHERE task_id = 't1'"]
+        assert statements == []
+        assert store.updates_path == tmp_path / "tasks.db-updates"
+        assert store.updates_path.read_bytes() == f"t1\t{body}\n".encode()
+        # The next statement applies the log first, in one transaction, and empties it.
+        assert await store.queued_tasks(["echo"], 10) == [updated]
+        store._db.set_trace_callback(None)
+        assert statements[:3] == ["BEGIN", f"UPDATE tasks SET body = '{body}' WHERE task_id = 't1'", "COMMIT"]
+        assert statements[3].startswith("SELECT task_id, body FROM tasks WHERE dispatch = 'queued'")
         assert not store._db.in_transaction  # committed
+        assert store.updates_path.read_bytes() == b""
         assert stored(store, "t1")[1] == updated
     finally:
         await store.close()
+    assert not store.updates_path.exists()  # a closed store leaves no log
 
 
 async def test_the_worker_and_queue_reads_use_indexes_of_only_the_tasks_they_want(tmp_path: Path) -> None:
