@@ -8,6 +8,7 @@ import os
 import pytest
 
 from taskservice.cli import build_parser, env_name
+from taskservice.store.sqlite import PENDING_BYTES, PENDING_CHANGES, UPDATES_SUFFIX
 
 from .readme_blocks import code, section, table_rows
 
@@ -62,3 +63,9 @@ def test_the_commands_table_names_every_command() -> None:
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert listed == set(commands.choices)
+
+
+def test_the_sqlite_updates_log_is_described_as_the_store_keeps_it() -> None:
+    text = " ".join(section("Configuration").split())
+    assert f"`tasks.db{UPDATES_SUFFIX}`" in text
+    assert f"every {PENDING_CHANGES} changes or {PENDING_BYTES >> 20} MiB" in text
