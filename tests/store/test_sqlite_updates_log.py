@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from taskservice.domain.errors import StoreUnavailable
-from taskservice.domain.model import TaskRecord
+from taskservice.domain.model import Dispatch, TaskRecord
 from taskservice.store.sqlite import SqliteTaskStore
 
 from .test_sqlite_columns import record, statements_of, stored
@@ -267,3 +267,18 @@ async def test_concurrent_changes_of_many_tasks_all_reach_the_file(tmp_path: Pat
     assert not store.updates_path.exists()
     for task_id in ids:
         assert in_file(path, task_id) == f"{task_id} step 19"
+
+
+async def test_a_direct_write_comes_only_after_the_log_is_applied_and_emptied(store: SqliteTaskStore) -> None:
+    """A process killed between a commit and the log's truncation applies the log again at its
+    next open: so no write of a logged row may be committed while the log still holds its older
+    body (the log is applied and emptied first, then the write runs on its own)."""
+    await store.insert_task(record())
+    await message(store, "t1", "logged")
+    logged = len(log_of(store.path))
+    seen: list[tuple[str, int]] = []
+    store._db.set_trace_callback(lambda sql: seen.append((sql.split()[0], len(log_of(store.path)))))
+    done = await store.update_task("t1", lambda t: t.replace(dispatch=Dispatch.DONE, status_message="done"))
+    store._db.set_trace_callback(None)
+    assert seen == [("BEGIN", logged), ("UPDATE", logged), ("COMMIT", logged), ("UPDATE", 0)]
+    assert stored(store, "t1")[1] == done
