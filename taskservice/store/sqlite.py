@@ -28,6 +28,7 @@ a batch of UPDATEs cost a fraction of that.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -292,7 +293,10 @@ class SqliteTaskStore:
         self._log_size += written
         self._pending[task_id] = (body, updated)
         if len(self._pending) >= PENDING_CHANGES or self._log_size >= PENDING_BYTES:
-            self._apply_pending()
+            # The change is stored (logged) whatever this does: if the file refuses the batch,
+            # the next statement tries again and says so.
+            with contextlib.suppress(StoreUnavailable):
+                self._apply_pending()
         return True
 
     async def ping(self) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from taskservice.domain.errors import StoreUnavailable
 from taskservice.domain.model import Dispatch, TaskRecord
+from taskservice.store.base import task_key
 from taskservice.store.sqlite import SqliteTaskStore
 
 from .test_sqlite_columns import record, statements_of, stored
@@ -282,3 +283,27 @@ async def test_a_direct_write_comes_only_after_the_log_is_applied_and_emptied(st
     store._db.set_trace_callback(None)
     assert seen == [("BEGIN", logged), ("UPDATE", logged), ("COMMIT", logged), ("UPDATE", 0)]
     assert stored(store, "t1")[1] == done
+
+
+async def test_a_batch_the_file_refuses_does_not_fail_the_change_that_was_logged(
+    store: SqliteTaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change that fills the log is stored once its line is written: if applying the batch
+    fails then, the change still answers, is read back and is woken for; the batch stays logged."""
+    monkeypatch.setattr("taskservice.store.sqlite.PENDING_CHANGES", 1)
+    await store.insert_task(record())
+
+    def refused() -> None:
+        raise StoreUnavailable("SQLite store: disk I/O error")
+
+    monkeypatch.setattr(store, "_apply_pending", refused)
+    with store.changes.subscribe([task_key("t1")]) as subscription:
+        updated = await message(store, "t1", "logged")
+        assert await subscription.wait(timeout=0) is True
+    assert await store.get_task("t1") is updated
+    with pytest.raises(StoreUnavailable, match="disk I/O error"):
+        await store.list_tasks("alice", None, 10)  # the next statement says so
+    monkeypatch.undo()
+    assert log_of(store.path).count(b"\n") == 1  # nothing lost
+    assert [t.status_message for t in await store.list_tasks("alice", None, 10)] == ["logged"]
+    assert log_of(store.path) == b""
