@@ -210,9 +210,11 @@ class SqliteTaskStore:
                 )
             db.executescript(SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # a write: takes the lock now
-            # Only now, holding the file: no other store reads or writes its log.
-            self._log = os.open(self.updates_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-            _replay(db, self._log, self.updates_path)
+            # Only now, holding the file: no other store reads or writes its log. A database in
+            # memory has nothing to keep across a kill, and no log.
+            if str(self.path) != ":memory:":
+                self._log = os.open(self.updates_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+                _replay(db, self._log, self.updates_path)
         except (sqlite3.Error, OSError, StoreUnavailable) as exc:
             if self._log >= 0:
                 os.close(self._log)

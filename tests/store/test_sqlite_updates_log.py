@@ -307,3 +307,15 @@ async def test_a_batch_the_file_refuses_does_not_fail_the_change_that_was_logged
     assert log_of(store.path).count(b"\n") == 1  # nothing lost
     assert [t.status_message for t in await store.list_tasks("alice", None, 10)] == ["logged"]
     assert log_of(store.path) == b""
+
+
+async def test_a_database_in_memory_has_no_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = SqliteTaskStore(":memory:")
+    try:
+        await store.insert_task(record())
+        assert (await message(store, "t1", "changed")) == await store.get_task("t1")
+        assert stored(store, "t1")[1].status_message == "changed"
+        assert os.listdir(tmp_path) == []
+    finally:
+        await store.close()
