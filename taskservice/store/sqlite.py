@@ -235,8 +235,6 @@ class SqliteTaskStore:
         try:
             if self._log >= 0:
                 self._apply_pending()
-                os.close(self._log)
-                self._log = -1
                 self.updates_path.unlink(missing_ok=True)
         finally:
             self._known.clear()
@@ -253,14 +251,9 @@ class SqliteTaskStore:
         if not self._pending:
             return
         rows = [(body, task_id) for task_id, (body, _) in self._pending.items()]
-        db = self._db
         try:
-            db.execute("BEGIN")
-            changed = db.executemany(BODY_UPDATE, rows).rowcount
-            db.execute("COMMIT")
+            changed = _apply(self._db, rows)
         except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
             raise StoreUnavailable(f"SQLite store: {exc}") from exc
         if changed != len(rows):  # a row gone, which only this store does: keep no record unstored
             for task_id in self._pending:
@@ -482,11 +475,19 @@ def _replay(db: sqlite3.Connection, log: int, path: Path) -> None:
                 f" is not a change: {exc}"
             ) from None
         latest[task_id] = body
+    _apply(db, [(body, task_id) for task_id, body in latest.items()])
+    os.ftruncate(log, 0)
+
+
+def _apply(db: sqlite3.Connection, rows: list[tuple[str, str]]) -> int:
+    """Write each `(body, task_id)` of `rows` in one transaction (none of them if it fails); how
+    many rows changed."""
     db.execute("BEGIN")
     try:
-        db.executemany(BODY_UPDATE, [(body, task_id) for task_id, body in latest.items()])
+        changed: int = db.executemany(BODY_UPDATE, rows).rowcount
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
-    os.ftruncate(log, 0)
+    return changed
