@@ -14,7 +14,7 @@ import base64
 import json
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Generic, Protocol, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -286,3 +286,42 @@ class LocalChangeFeed:
 
     async def publish(self, keys: Iterable[str]) -> None:
         self.publish_now(keys)
+
+
+# How many tasks (and workers) a store keeps the records of, and the largest body it keeps one for.
+KNOWN_TASKS = 1024
+KNOWN_BODY_MAX = 32_768
+
+R = TypeVar("R")
+
+
+class KnownRecords(Generic[R]):
+    """The records of the tasks (or workers) a store most recently read or wrote, by id, at most
+    `limit` of them (the least recently stored leaves first; a record handed out from here does
+    not move) and none whose body is over KNOWN_BODY_MAX. Records are immutable, so the one kept
+    is the one handed out. What a kept record is worth depends on the store: for the only writer
+    of a file it is the stored record; for one of many writers, a first guess to check."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._kept: dict[str, R] = {}
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def get(self, key: str) -> R | None:
+        return self._kept.get(key)
+
+    def remember(self, key: str, body: str, record: R) -> None:
+        kept = self._kept
+        kept.pop(key, None)
+        if len(body) <= KNOWN_BODY_MAX:
+            kept[key] = record
+            if len(kept) > self._limit:
+                del kept[next(iter(kept))]  # the least recently stored
+
+    def forget(self, key: str) -> None:
+        self._kept.pop(key, None)
+
+    def clear(self) -> None:
+        self._kept.clear()

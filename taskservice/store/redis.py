@@ -11,11 +11,13 @@ Every key lives under a prefix (`mcptasks:` unless the URL says `?prefix=...`):
     workers                 hash: worker id -> WorkerRecord as JSON
     changes:<feed key>      the change feed's pub/sub channels (task:<id>, worker:<id>, tool:<name>, tools)
 
-A change of a task is an optimistic compare-and-swap in two round trips: GET the task's key, run the
-change (Python) on the record, then one script (`SWAP_SCRIPT`) that writes the record, its index entries
-and the PUBLISH of its feed key only if the key still holds what was read. When another replica wrote
-the key in between, the script writes nothing and the change runs again on the newer record; so two
-replicas cannot both complete a task, both take an answer or both lease a task.
+A change of a task is an optimistic compare-and-swap: run the change (Python) on the record, then one
+script (`SWAP_SCRIPT`) that writes the record, its index entries and the PUBLISH of its feed key only if
+the key still holds the record the change ran on. That record is the one this replica last read or
+wrote of the task, when it still keeps it (`KNOWN_TASKS` of them): one round trip. Otherwise, or when
+the script finds the key changed (another replica wrote it), the change GETs the key and runs again on
+what it holds; a change that refused or changed nothing on the record kept runs again on the stored one
+too. So two replicas cannot both complete a task, both take an answer or both lease a task.
 
 Expiry is the sweeper's job (`delete_expired_tasks`, with the service's clock), which keeps the indexes
 exact. Redis also expires each task key EXPIRY_GRACE_MS after its ttl, as a backstop for when no replica
@@ -46,7 +48,9 @@ from redis.exceptions import RedisError
 from taskservice.domain.errors import StoreUnavailable, TaskNotFound
 from taskservice.domain.model import Dispatch, TaskRecord, WorkerRecord
 from taskservice.store.base import (
+    KNOWN_TASKS,
     ClosingSubscription,
+    KnownRecords,
     LocalChangeFeed,
     LocalSubscription,
     TaskChange,
@@ -218,6 +222,9 @@ class RedisTaskStore:
         self._expiry = self.prefix + "expiry"
         self._offers = self.prefix + "offers"
         self._workers = self.prefix + "workers"
+        # The record this replica last read or wrote of each recent task, and its JSON: a change
+        # tries it first (the swap script checks it is still the stored one).
+        self._seen: KnownRecords[tuple[str, TaskRecord]] = KnownRecords(KNOWN_TASKS)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -340,57 +347,108 @@ class RedisTaskStore:
     # ---------------------------------------------------------------------- tasks
 
     async def _swap(
-        self, task_id: str, decide: Callable[[TaskRecord | None], TaskRecord | None]
+        self,
+        task_id: str,
+        decide: Callable[[TaskRecord | None], TaskRecord | None],
+        *,
+        absent: bool = False,
     ) -> tuple[TaskRecord | None, TaskRecord | None]:
         """Replace a task's record (None: there is none) by `decide(current)`, atomically, with its
         index entries and the publish of its feed key; returns (before, after). `decide` returning
-        its argument writes nothing; what it raises aborts the change and propagates."""
+        its argument writes nothing; what it raises aborts the change and propagates.
+
+        The first try decides on the record this replica last read or wrote (`absent`: on no
+        record, for a new task), with no GET: the script writes only if the key still holds that
+        record. When it does not (another replica wrote it), or when the decision on that record
+        was to raise or to change nothing, the change reads the key and decides again, at once."""
         key = self._key("task", task_id)
         feed = (task_key(task_id),)
         intended: tuple[TaskRecord | None, str | None] | None = None
+        # What the first try takes the key to hold (its JSON, its record): None to read it first.
+        guessed: tuple[str | None, TaskRecord | None] | None
+        guessed = (None, None) if absent else self._seen.get(task_id)
 
         async def attempt(unsure: bool) -> tuple[TaskRecord | None, TaskRecord | None] | None:
-            nonlocal intended
-            raw = _maybe_text(await self._client.get(key))
-            previous, intended = intended, None
-            current = None if raw is None else _task(raw)
-            if unsure and previous is not None and raw == previous[1]:
-                # The last attempt's write went through; its reply was lost.
-                self.changes.published_here(feed)
-                return previous[0], current
-            updated = decide(current)
-            if updated is current:
-                return current, current
-            writes = _Writes(key)
-            body: str | None = None
-            if updated is None:
-                writes.add("DEL", key)
-            else:
-                body = encode_json(updated.to_json())
-                if current is None:
-                    writes.add("SET", key, body, "PX", updated.ttl_ms + EXPIRY_GRACE_MS)
+            nonlocal intended, guessed
+            guess, guessed = (None if unsure else guessed), None
+            while True:
+                if guess is None:
+                    raw = _maybe_text(await self._client.get(key))
+                    previous, intended = intended, None
+                    current = None if raw is None else self._decoded(task_id, raw)
+                    if unsure and previous is not None and raw == previous[1]:
+                        # The last attempt's write went through; its reply was lost.
+                        self.changes.published_here(feed)
+                        return previous[0], current
                 else:
-                    writes.add("SET", key, body, "XX", "KEEPTTL")
-                    moved = updated.expires_at - current.expires_at
-                    if moved:
-                        writes.add("PEXPIREBY", key, moved)
-            self._reindex(writes, current, updated)
-            for channel in self.changes.channels(feed):
-                writes.add("PUBLISH", channel, self.changes.origin)
-            intended = (current, body)
-            expected = ["0", ""] if raw is None else ["1", raw]
-            try:
-                done = await self._swap_script(keys=writes.keys, args=[*expected, *writes.args])
-            except TimeoutError:
-                raise  # the whole change's time ran out (an OSError too, but no lost reply)
-            except (RedisConnectionError, OSError) as exc:
-                raise _LostReply from exc
-            if not done:
-                return None
-            self.changes.published_here(feed)
-            return current, updated
+                    raw, current = guess
+                try:
+                    updated = decide(current)
+                except Exception:
+                    if guess is None:
+                        raise
+                    guess = None  # perhaps only the record kept says no: ask the key
+                    continue
+                if updated is current:
+                    if guess is None:
+                        return current, current
+                    guess = None
+                    continue
+                writes, body = self._writes(key, feed, current, updated)
+                intended = (current, body)
+                expected = ["0", ""] if raw is None else ["1", raw]
+                try:
+                    done = await self._swap_script(keys=writes.keys, args=[*expected, *writes.args])
+                except TimeoutError:
+                    self._seen.forget(task_id)
+                    raise  # the whole change's time ran out (an OSError too, but no lost reply)
+                except (RedisConnectionError, OSError) as exc:
+                    self._seen.forget(task_id)
+                    raise _LostReply from exc
+                if done:
+                    if updated is not None and body is not None:
+                        self._seen.remember(task_id, body, (body, updated))
+                    else:
+                        self._seen.forget(task_id)
+                    self.changes.published_here(feed)
+                    return current, updated
+                self._seen.forget(task_id)
+                if guess is None:
+                    return None  # another writer came between: _compare_and_swap tries again
+                guess = None  # the record kept was not the stored one: read it, try at once
 
         return await self._compare_and_swap(attempt)
+
+    def _writes(
+        self, key: str, feed: tuple[str, ...], current: TaskRecord | None, updated: TaskRecord | None
+    ) -> tuple[_Writes, str | None]:
+        """SWAP_SCRIPT's writes from `current` to `updated` (None: no record), and the new JSON."""
+        writes = _Writes(key)
+        body: str | None = None
+        if updated is None:
+            writes.add("DEL", key)
+        else:
+            body = encode_json(updated.to_json())
+            if current is None:
+                writes.add("SET", key, body, "PX", updated.ttl_ms + EXPIRY_GRACE_MS)
+            else:
+                writes.add("SET", key, body, "XX", "KEEPTTL")
+                moved = updated.expires_at - current.expires_at
+                if moved:
+                    writes.add("PEXPIREBY", key, moved)
+        self._reindex(writes, current, updated)
+        for channel in self.changes.channels(feed):
+            writes.add("PUBLISH", channel, self.changes.origin)
+        return writes, body
+
+    def _decoded(self, task_id: str, raw: str) -> TaskRecord:
+        """The record stored as `raw`, kept as the one this replica last saw."""
+        seen = self._seen.get(task_id)
+        if seen is not None and seen[0] == raw:
+            return seen[1]
+        record = _task(raw)
+        self._seen.remember(task_id, raw, (raw, record))
+        return record
 
     async def insert_task(self, task: TaskRecord) -> None:
         self.changes.start()
@@ -400,12 +458,15 @@ class RedisTaskStore:
                 raise ValueError(f"task {task.task_id!r} exists")
             return task
 
-        await self._swap(task.task_id, insert)
+        await self._swap(task.task_id, insert, absent=True)
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         async with self._guard():
             raw = _maybe_text(await self._client.get(self._key("task", task_id)))
-        return None if raw is None else _task(raw)
+        if raw is None:
+            self._seen.forget(task_id)
+            return None
+        return self._decoded(task_id, raw)
 
     async def update_task(self, task_id: str, change: TaskChange) -> TaskRecord:
         def update(current: TaskRecord | None) -> TaskRecord:

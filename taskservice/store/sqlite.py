@@ -34,11 +34,20 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from taskservice.domain.errors import StoreUnavailable, TaskNotFound
 from taskservice.domain.model import TaskRecord, WorkerRecord
-from taskservice.store.base import LocalChangeFeed, TaskChange, TaskCursor, encode_json, task_key
+from taskservice.store.base import (
+    KNOWN_BODY_MAX,
+    KNOWN_TASKS,
+    KnownRecords,
+    LocalChangeFeed,
+    TaskChange,
+    TaskCursor,
+    encode_json,
+    task_key,
+)
 
 SCHEMA_VERSION = 1
 
@@ -122,10 +131,6 @@ def _update(current: TaskRecord, updated: TaskRecord, body: str) -> tuple[str, t
     return sql, (*(new[index] for index in changed), body, updated.task_id)
 
 
-# How many tasks (and workers) a store keeps the records of, and the largest body it keeps one for.
-KNOWN_TASKS = 1024
-KNOWN_BODY_MAX = 32_768
-
 # The updates log beside the file, and how much of it the store holds before applying it.
 UPDATES_SUFFIX = "-updates"
 PENDING_CHANGES = 256
@@ -134,50 +139,27 @@ PENDING_BYTES = 1 << 20
 R = TypeVar("R")
 
 
-class _Known(Generic[R]):
-    """The stored records by id, of the ones most recently written or read from the file (the
-    last one last; a record handed out from here does not move).
+class _Known(KnownRecords[R]):
+    """The stored records by id, of the ones most recently written or read from the file.
 
     Every change is read back by each of its waiters (a task's: a worker's Elicit, the
     bridge's event and status streams; a worker's: its assignment stream, each Ack), and
     the store is the file's only writer: a record it knows needs no query and no decoding.
-    Records are immutable, so the one kept is the one handed out.
     """
 
     def __init__(self, from_json: Callable[[Any], R], limit: int) -> None:
+        super().__init__(limit)
         self._from_json = from_json
-        self._limit = limit
-        self._kept: dict[str, R] = {}
-
-    def __len__(self) -> int:
-        return len(self._kept)
-
-    def get(self, key: str) -> R | None:
-        return self._kept.get(key)
 
     def decode(self, key: str, body: str, *, keep: bool = True) -> R:
         """The record stored as `body`: the one kept, or decoded (and kept, unless `keep=False`)."""
-        known = self._kept.get(key)
+        known = self.get(key)
         if known is not None:
             return known
         record = self._from_json(json.loads(body))
         if keep:
             self.remember(key, body, record)
         return record
-
-    def remember(self, key: str, body: str, record: R) -> None:
-        kept = self._kept
-        kept.pop(key, None)
-        if len(body) <= KNOWN_BODY_MAX:
-            kept[key] = record
-            if len(kept) > self._limit:
-                del kept[next(iter(kept))]  # the least recently stored
-
-    def forget(self, key: str) -> None:
-        self._kept.pop(key, None)
-
-    def clear(self) -> None:
-        self._kept.clear()
 
 
 class SqliteTaskStore:

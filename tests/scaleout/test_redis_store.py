@@ -252,3 +252,107 @@ async def test_a_write_wakes_this_process_before_it_returns_and_once(store: Redi
         await store.update_task("t1", lambda t: dataclasses.replace(t, status_message="mine"))
         assert await subscription.wait(timeout=0) is True
         assert await subscription.wait(timeout=0.3) is False
+
+
+def count_calls(store: RedisTaskStore, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count the store's GETs of a key and its conditional writes (each a round trip) from now on."""
+    counts = {"get": 0, "swap": 0}
+    real_get = store._client.get  # pyright: ignore[reportPrivateUsage]
+    real_swap = store._swap_script  # pyright: ignore[reportPrivateUsage]
+
+    async def get(*args: object) -> object:
+        counts["get"] += 1
+        return await real_get(*args)  # type: ignore[arg-type]
+
+    async def swap(**kwargs: object) -> object:
+        counts["swap"] += 1
+        return await real_swap(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store._client, "get", get)  # pyright: ignore[reportPrivateUsage]
+    monkeypatch.setattr(store, "_swap_script", swap)
+    return counts
+
+
+async def test_a_change_of_a_task_this_store_knows_is_one_round_trip(
+    store: RedisTaskStore, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts = count_calls(store, monkeypatch)
+    await store.insert_task(make_task("t1"))
+    assert counts == {"get": 0, "swap": 1}  # a new task: written on the guess that there is none
+    updated = await store.update_task("t1", lambda t: dataclasses.replace(t, status_message="one"))
+    assert counts == {"get": 0, "swap": 2}  # the record it wrote: no GET before the write
+    assert await store.get_task("t1") == updated
+    # A store that has only read the task (another replica, say) changes it in one round trip too.
+    other = RedisTaskStore(redis_url)
+    try:
+        other_counts = count_calls(other, monkeypatch)
+        assert await other.get_task("t1") == updated
+        changed = await other.update_task("t1", bump)
+        assert other_counts == {"get": 1, "swap": 1}
+        assert changed == dataclasses.replace(updated, attempts=1)
+    finally:
+        await other.close()
+
+
+async def test_a_change_after_another_store_wrote_the_task_is_made_on_the_stored_record(
+    store: RedisTaskStore, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.insert_task(make_task("t1"))
+    other = RedisTaskStore(redis_url)
+    try:
+        await other.update_task("t1", lambda t: dataclasses.replace(bump(t), status_message="other's"))
+    finally:
+        await other.close()
+    counts = count_calls(store, monkeypatch)
+    changed = await store.update_task("t1", bump)  # its record of t1 is the one before the other's write
+    assert changed.attempts == 2  # both changes, neither lost
+    assert changed.status_message == "other's"
+    assert await store.get_task("t1") == changed
+    # The write on the record kept is refused by the script; the change reads the key and writes.
+    assert counts == {"get": 2, "swap": 2}  # the change's GET, then get_task's
+
+
+async def test_what_the_record_kept_decides_is_checked_against_the_stored_one(
+    store: RedisTaskStore, redis_url: str
+) -> None:
+    """A refusal, or a decision to change nothing, made on the record this store last saw holds only
+    if the stored record says the same: another replica may have changed the task since."""
+    await store.insert_task(make_task("t1"))
+    await store.insert_task(make_task("t2"))
+    other = RedisTaskStore(redis_url)
+    try:
+        for task_id in ("t1", "t2"):
+            await other.update_task(task_id, lambda t: dataclasses.replace(t, status_message="ready"))
+    finally:
+        await other.close()
+
+    def only_when_ready(task: TaskRecord) -> TaskRecord:
+        if task.status_message != "ready":
+            raise ValueError("not ready")
+        return bump(task)
+
+    assert (await store.update_task("t1", only_when_ready)).attempts == 1
+
+    def unless_ready(task: TaskRecord) -> TaskRecord:
+        return task if task.status_message != "ready" else dataclasses.replace(task, status_message="done")
+
+    assert (await store.update_task("t2", unless_ready)).status_message == "done"
+    stored = await store.get_task("t2")
+    assert stored is not None
+    assert stored.status_message == "done"
+
+
+async def test_the_records_a_redis_store_keeps_are_bounded(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("taskservice.store.redis.KNOWN_TASKS", 3)
+    store = RedisTaskStore(redis_url)
+    try:
+        for index in range(10):
+            await store.insert_task(make_task(f"t{index}"))
+        assert len(store._seen) == 3  # pyright: ignore[reportPrivateUsage]
+        assert await store.delete_task("t9")
+        assert len(store._seen) == 2  # pyright: ignore[reportPrivateUsage]
+        assert (await store.update_task("t0", bump)).attempts == 1  # one it no longer keeps: read first
+    finally:
+        await store.close()
