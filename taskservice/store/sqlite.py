@@ -34,7 +34,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from taskservice.domain.errors import StoreUnavailable, TaskNotFound
 from taskservice.domain.model import TaskRecord, WorkerRecord
@@ -43,6 +43,7 @@ from taskservice.store.base import (
     KNOWN_TASKS,
     KnownRecords,
     LocalChangeFeed,
+    R,
     TaskChange,
     TaskCursor,
     encode_json,
@@ -135,8 +136,6 @@ def _update(current: TaskRecord, updated: TaskRecord, body: str) -> tuple[str, t
 UPDATES_SUFFIX = "-updates"
 PENDING_CHANGES = 256
 PENDING_BYTES = 1 << 20
-
-R = TypeVar("R")
 
 
 class _Known(KnownRecords[R]):

@@ -4,9 +4,11 @@ task or worker it read or wrote before is read again with no statement, and a ch
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,20 @@ def stored(store: SqliteTaskStore, task_id: str) -> tuple[tuple[object, ...], Ta
     store._apply_pending()
     row = store._db.execute(f"SELECT {COLUMNS}, body FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
     return tuple(row[:-1]), TaskRecord.from_json(json.loads(row[-1]))
+
+
+@contextlib.asynccontextmanager
+async def keeping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> AsyncIterator[SqliteTaskStore]:
+    """A store at `tmp_path` that keeps the records of at most `limit` tasks (the limit is read when
+    the store opens, so the `store` fixtures cannot lower it)."""
+    monkeypatch.setattr("taskservice.store.sqlite.KNOWN_TASKS", limit)
+    store = SqliteTaskStore(tmp_path / "tasks.db")
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def columns_of(task: TaskRecord) -> tuple[object, ...]:
@@ -216,9 +232,7 @@ async def test_a_row_gone_under_a_known_task_is_not_found_and_forgotten(tmp_path
 
 
 async def test_the_records_kept_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("taskservice.store.sqlite.KNOWN_TASKS", 3)
-    store = SqliteTaskStore(tmp_path / "tasks.db")
-    try:
+    async with keeping(tmp_path, monkeypatch, 3) as store:
         for index in range(10):
             await store.insert_task(record(task_id=f"t{index}", created_at=index))
             await store.get_task(f"t{index}")
@@ -227,17 +241,13 @@ async def test_the_records_kept_are_bounded(tmp_path: Path, monkeypatch: pytest.
         assert [task.task_id for task in listed] == [f"t{i}" for i in range(10)]
         assert await store.delete_expired_tasks(10**12) != []
         assert len(store._known) == 0
-    finally:
-        await store.close()
 
 
 async def test_a_list_page_leaves_the_busy_tasks_known(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A page of tasks/list is read once: its records do not push the busy ones out of the cache."""
-    monkeypatch.setattr("taskservice.store.sqlite.KNOWN_TASKS", 3)
-    store = SqliteTaskStore(tmp_path / "tasks.db")
-    try:
+    async with keeping(tmp_path, monkeypatch, 3) as store:
         for index in range(10):
             await store.insert_task(record(task_id=f"t{index}", created_at=index))
         busy = {f"t{index}": await store.get_task(f"t{index}") for index in (7, 8, 9)}
@@ -245,8 +255,6 @@ async def test_a_list_page_leaves_the_busy_tasks_known(
         assert [task.task_id for task in listed] == [f"t{i}" for i in range(10)]
         for task_id, record_read in busy.items():
             assert await store.get_task(task_id) is record_read  # still the record kept, not a new one
-    finally:
-        await store.close()
 
 
 async def test_a_change_of_a_body_is_a_line_of_the_log_then_one_update(tmp_path: Path) -> None:

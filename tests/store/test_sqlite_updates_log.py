@@ -21,7 +21,7 @@ from taskservice.domain.model import Dispatch, TaskRecord
 from taskservice.store.base import task_key
 from taskservice.store.sqlite import SqliteTaskStore
 
-from .test_sqlite_columns import record, statements_of, stored
+from .test_sqlite_columns import keeping, record, statements_of, stored
 
 
 def in_file(path: Path, task_id: str) -> str | None:
@@ -234,9 +234,7 @@ async def test_a_failed_log_write_leaves_no_part_of_a_line_and_updates_instead(
 async def test_a_logged_change_is_read_after_its_record_leaves_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("taskservice.store.sqlite.KNOWN_TASKS", 2)
-    store = SqliteTaskStore(tmp_path / "tasks.db")
-    try:
+    async with keeping(tmp_path, monkeypatch, 2) as store:
         for index in range(3):
             await store.insert_task(record(task_id=f"t{index}"))
         updated = await message(store, "t0", "logged")
@@ -247,8 +245,6 @@ async def test_a_logged_change_is_read_after_its_record_leaves_the_cache(
         statements = statements_of(store)
         assert await store.get_task("t0") is updated
         assert statements == []
-    finally:
-        await store.close()
 
 
 async def test_concurrent_changes_of_many_tasks_all_reach_the_file(tmp_path: Path) -> None:
