@@ -23,7 +23,10 @@ from taskservice import __version__
 from taskservice.domain.service import ServiceLimits
 
 if TYPE_CHECKING:
+    from taskservice_client._channel import TLSConfig
+
     from taskservice.bridge import HttpBridgeServer, McpBridge
+    from taskservice.grpc_api.auth import ServerTLS, Tokens
 
 # The service, stores and bridge are imported where they are used: a bad flag is
 # reported without paying for gRPC, the MCP SDK and uvicorn to load.
@@ -98,7 +101,10 @@ def _add(
         flag,
         type=kind,
         default=os.environ.get(name, default),
-        help=f"{help_text} (env {name}; default %(default)s)",
+        # No default to show for an optional flag, and a token's value is not printed.
+        help=f"{help_text} (env {name})"
+        if kind is secret or not default
+        else f"{help_text} (env {name}; default %(default)s)",
     )
 
 
@@ -111,6 +117,66 @@ def _add_int(parser: argparse.ArgumentParser, flag: str, help_text: str, default
         metavar="N",
         help=f"{help_text} (env {name}; default %(default)s)",
     )
+
+
+def secret(value: str) -> str:
+    """A bearer token (its --help line does not show the value its environment twin gives)."""
+    if value and (value != value.strip() or "\n" in value or "\r" in value):
+        raise argparse.ArgumentTypeError("a token must have no spaces around it and no line breaks")
+    return value
+
+
+def _add_service_tls(parser: argparse.ArgumentParser) -> None:
+    name = env_name("--service-tls")
+    parser.add_argument(
+        "--service-tls",
+        action="store_true",
+        default=_env_bool(name),
+        help=f"connect to the service over TLS, checked against the system's roots (env {name}=1)",
+    )
+    _add(parser, "--service-tls-ca", "PEM roots to check the service's certificate against (implies TLS)", "")
+    _add(parser, "--service-tls-cert", "PEM client certificate, for a service that asks for one (mTLS)", "")
+    _add(parser, "--service-tls-key", "PEM private key of --service-tls-cert", "")
+
+
+def service_tls(args: argparse.Namespace) -> TLSConfig | None:
+    """The TLS of a connection to the service, from the --service-tls flags."""
+    from taskservice_client._channel import TLSConfig
+
+    from taskservice.grpc_api.auth import read_pem
+
+    if not (args.service_tls or args.service_tls_ca or args.service_tls_cert or args.service_tls_key):
+        return None
+    if bool(args.service_tls_cert) != bool(args.service_tls_key):
+        raise UsageError("--service-tls-cert and --service-tls-key go together")
+    files: dict[str, bytes | None] = {}
+    for flag, what in (("ca", "CA"), ("cert", "certificate"), ("key", "key")):
+        path = getattr(args, f"service_tls_{flag}")
+        try:
+            files[flag] = read_pem(path, what) if path else None
+        except OSError as exc:
+            raise UsageError(f"--service-tls-{flag}: {exc}") from None
+    return TLSConfig(
+        server_root_ca_cert=files["ca"], client_cert=files["cert"], client_private_key=files["key"]
+    )
+
+
+def server_security(args: argparse.Namespace) -> tuple[Tokens, ServerTLS | None]:
+    """The tokens and TLS `serve` was given, checked: one clear line for what does not fit."""
+    from taskservice.grpc_api.auth import ServerTLS, Tokens
+
+    tokens = Tokens(worker=args.worker_token or None, bridge=args.bridge_token or None)
+    if not args.grpc_tls_cert and not args.grpc_tls_key:
+        if args.grpc_tls_client_ca:
+            raise UsageError("--grpc-tls-client-ca needs --grpc-tls-cert and --grpc-tls-key")
+        return tokens, None
+    if not args.grpc_tls_cert or not args.grpc_tls_key:
+        raise UsageError("--grpc-tls-cert and --grpc-tls-key go together")
+    try:
+        tls = ServerTLS.from_files(args.grpc_tls_cert, args.grpc_tls_key, args.grpc_tls_client_ca or None)
+    except OSError as exc:
+        raise UsageError(str(exc)) from None
+    return tokens, tls
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,14 +211,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(env_name("--log-level"), "info").lower(),
         help=f"log verbosity (env {env_name('--log-level')}; default %(default)s)",
     )
+    _add(serve, "--worker-token", "bearer token workers must send to the TaskService", "", secret)
+    _add(serve, "--bridge-token", "bearer token bridges must send to the BridgeService", "", secret)
+    _add(serve, "--grpc-tls-cert", "PEM certificate chain: serve gRPC over TLS", "")
+    _add(serve, "--grpc-tls-key", "PEM private key of --grpc-tls-cert", "")
+    _add(serve, "--grpc-tls-client-ca", "PEM roots that clients' certificates must chain to (mTLS)", "")
     health = commands.add_parser(
         "health", help="check a running service's gRPC health (exit 0 when SERVING): for probes"
     )
     _add(health, "--service", "address of the task service (any gRPC target)", "127.0.0.1:50051")
+    _add_service_tls(health)
     _add_int(health, "--timeout-ms", "how long to wait for the answer", 2_000)
     health.add_argument("--log-level", choices=LOG_LEVELS, default="warning", help=argparse.SUPPRESS)
     bridge = commands.add_parser("bridge", help="run an MCP bridge alone, in front of a running service")
     _add(bridge, "--service", "address of the task service (any gRPC target)", "127.0.0.1:50051")
+    _add(bridge, "--service-token", "the service's bridge token, sent with every call", "", secret)
+    _add_service_tls(bridge)
     _add(
         bridge,
         "--mcp-listen",
@@ -207,6 +281,7 @@ async def serve(args: argparse.Namespace) -> None:
     from taskservice.store.base import redacted_url
 
     limits = limits_from(args)
+    tokens, tls = server_security(args)
     store_url = args.store or default_store_url()
     try:
         store = open_store(store_url)
@@ -214,10 +289,10 @@ async def serve(args: argparse.Namespace) -> None:
     except (ValueError, StoreUnavailable) as exc:
         raise UsageError(str(exc)) from None
     manager = TaskManager(store, limits)
-    server = TaskServiceServer(manager, args.grpc_listen)
+    server = TaskServiceServer(manager, args.grpc_listen, tokens=tokens, tls=tls)
     try:
         await server.start()
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # RuntimeError: gRPC refused the certificate or key
         await store.close()
         raise UsageError(str(exc)) from None
     log.info("store: %s", redacted_url(store_url))
@@ -282,9 +357,14 @@ async def run_until_signal(http: HttpBridgeServer | None) -> None:
 
 async def run_bridge(args: argparse.Namespace) -> None:
     from taskservice.bridge import McpBridge, serve_stdio
+    from taskservice.bridge.server import ServiceRefused
 
-    bridge = McpBridge(args.service)
+    bridge = McpBridge(args.service, token=args.service_token or None, tls=service_tls(args))
     try:
+        try:
+            await bridge.check_access()
+        except ServiceRefused as exc:
+            raise UsageError(str(exc)) from None
         await bridge.start()
         if args.stdio:
             freeze_startup_heap()
@@ -300,8 +380,9 @@ async def check_health(args: argparse.Namespace) -> int:
     import grpc
     import grpc.aio
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from taskservice_client._channel import open_channel
 
-    async with grpc.aio.insecure_channel(args.service) as channel:
+    async with open_channel(args.service, tls=service_tls(args) or False) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=args.timeout_ms / 1000)

@@ -34,6 +34,7 @@ from mcp.server.session import ServerSession
 from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
 from mcp.shared.message import ServerMessageMetadata
+from taskservice_client._channel import TLSConfig, open_channel
 from taskservice_client._convert import dump_model, struct_to_dict, task_from_proto
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
@@ -182,28 +183,51 @@ class BridgeServer(Server[Any, Any]):
         )
 
 
+class _WithMetadata:
+    """A stub whose every call carries `metadata` (the bridge's token)."""
+
+    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._stub = stub
+        self._metadata = metadata
+
+    def __getattr__(self, method: str) -> Any:
+        return functools.partial(getattr(self._stub, method), metadata=self._metadata)
+
+
+class ServiceRefused(Exception):
+    """The service refused the bridge's credentials: no call the bridge makes would succeed."""
+
+
 class McpBridge:
     """Speaks MCP to clients, forwards everything to a TaskService's BridgeService."""
 
     def __init__(
-        self, service: str | bridge_service_pb2_grpc.BridgeServiceAsyncStub, *, name: str = "taskservice"
+        self,
+        service: str | bridge_service_pb2_grpc.BridgeServiceAsyncStub,
+        *,
+        name: str = "taskservice",
+        token: str | None = None,
+        tls: TLSConfig | None = None,
     ) -> None:
         """`service` is the service's gRPC target, or a BridgeService stub already made (the
-        in-process one of `taskservice serve`, see TaskServiceServer.local_bridge)."""
+        in-process one of `taskservice serve`, see TaskServiceServer.local_bridge). With a
+        target, `token` is the service's bridge token, sent with every call, and `tls` makes
+        the channel a TLS one (the Python stub's TLSConfig)."""
         self.channel: grpc.aio.Channel | None = None
         if isinstance(service, str):
-            self.channel = grpc.aio.insecure_channel(
+            self.channel = open_channel(
                 service,
+                tls=tls or False,
                 options=[
                     ("grpc.keepalive_time_ms", 30_000),
                     ("grpc.keepalive_permit_without_calls", 1),
                     ("grpc.enable_retries", 1),
                 ],
             )
-            service = cast(
-                "bridge_service_pb2_grpc.BridgeServiceAsyncStub",
-                bridge_service_pb2_grpc.BridgeServiceStub(self.channel),
-            )
+            stub: Any = bridge_service_pb2_grpc.BridgeServiceStub(self.channel)
+            if token:
+                stub = _WithMetadata(stub, (("authorization", f"Bearer {token}"),))
+            service = cast("bridge_service_pb2_grpc.BridgeServiceAsyncStub", stub)
         self.service = service
         self.server: Server[Any, Any] = BridgeServer(name, version=__version__)
         self._owners: weakref.WeakKeyDictionary[ServerSession, str] = weakref.WeakKeyDictionary()
@@ -282,6 +306,16 @@ class McpBridge:
         task.set_name(name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def check_access(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 (one call's deadline)
+        """Raise ServiceRefused when the service refuses this bridge's token (or its lack of
+        one). A service that does not answer is not an error here: the bridge reconnects."""
+        try:
+            await self.service.ListTools(pb.ListToolsRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                raise ServiceRefused(f"the service refused the bridge: {exc.details()}") from None
+            log.warning("the service did not answer yet (%s); the bridge will retry", exc.code().name)
 
     async def start(self) -> None:
         """Start following the service's tool set (for tools/list_changed)."""

@@ -73,6 +73,14 @@ def status_for(error: errors.DomainError) -> status_pb2.Status:
     return status
 
 
+def transport_status(code: grpc.StatusCode, reason: str, message: str) -> status_pb2.Status:
+    """A status the service gives before any domain logic runs (a refused token), with the same
+    ErrorInfo details as a domain error's."""
+    status = status_pb2.Status(code=code.value[0], message=message)
+    status.details.append(_pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN)))
+    return status
+
+
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: errors.DomainError) -> None:
     status = rpc_status.to_status(status_for(error))
     await context.abort(status.code, status.details, status.trailing_metadata)

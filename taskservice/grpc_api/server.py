@@ -24,6 +24,7 @@ from taskservice_client._proto.mcptasks.v1 import (
 
 from taskservice.domain.errors import StoreUnavailable
 from taskservice.domain.service import TaskManager
+from taskservice.grpc_api.auth import BRIDGE, WORKER, ServerTLS, TokenInterceptor, Tokens
 from taskservice.grpc_api.bridge_servicer import BridgeServicer
 from taskservice.grpc_api.local import LocalStub
 from taskservice.grpc_api.streams import StreamRegistry
@@ -167,9 +168,15 @@ class TaskServiceServer:
         listen: str = "127.0.0.1:50051",
         *,
         store_check_interval: float = STORE_CHECK_INTERVAL,
+        tokens: Tokens | None = None,
+        tls: ServerTLS | None = None,
     ) -> None:
+        """`tokens`: what each role's calls must carry (see auth); `tls`: serve TLS instead of
+        plaintext. The in-process bridge (local_bridge) needs neither."""
         self.manager = manager
         self.listen = listen
+        self.tokens = tokens or Tokens()
+        self.tls = tls
         self.store_check_interval = store_check_interval
         self.streams = StreamRegistry()
         self.health = HealthServicer()
@@ -187,7 +194,15 @@ class TaskServiceServer:
 
     async def start(self) -> int:
         """Bind and serve; returns the bound port. Raises OSError when the address cannot be bound."""
-        server = grpc.aio.server(options=server_options(self.manager.limits.max_payload_bytes))
+        # No interceptor unless a token is set: every call would pay for the check.
+        interceptors = (
+            [TokenInterceptor(self.tokens, {TASK_SERVICE: WORKER, BRIDGE_SERVICE: BRIDGE})]
+            if self.tokens.any
+            else []
+        )
+        server = grpc.aio.server(
+            options=server_options(self.manager.limits.max_payload_bytes), interceptors=interceptors
+        )
         # Typed as the server it stands for: the generated functions call nothing else on it.
         handlers = cast("grpc.aio.Server", GenericHandlersOnly(server))
         task_service_pb2_grpc.add_TaskServiceServicer_to_server(
@@ -198,7 +213,10 @@ class TaskServiceServer:
         reflection.enable_server_reflection(SERVICE_NAMES, server)
         probe_bind(self.listen)
         try:
-            self.port = server.add_insecure_port(self.listen)
+            if self.tls is None:
+                self.port = server.add_insecure_port(self.listen)
+            else:
+                self.port = server.add_secure_port(self.listen, self.tls.credentials())
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {self.listen}: {exc}") from exc
         if self.port == 0:
@@ -210,7 +228,16 @@ class TaskServiceServer:
             asyncio.create_task(self.manager.run_sweeper(), name="taskservice-sweeper"),
             asyncio.create_task(self._check_store(), name="taskservice-store-check"),
         ]
-        log.info("gRPC service listening on %s", self.listen.rsplit(":", 1)[0] + f":{self.port}")
+        log.info(
+            "gRPC service listening on %s%s%s",
+            self.listen.rsplit(":", 1)[0] + f":{self.port}",
+            " (TLS)" if self.tls is not None else "",
+            "".join(
+                f", {role} token required"
+                for role, token in ((WORKER, self.tokens.worker), (BRIDGE, self.tokens.bridge))
+                if token is not None
+            ),
+        )
         return self.port
 
     async def stop(self, grace: float = 5.0) -> None:

@@ -54,6 +54,8 @@ def test_the_row_gives_the_flag_its_variable_default_and_commands(flag: str) -> 
             continue
         if isinstance(action, argparse._StoreTrueAction):
             assert default == "off"
+        elif action.default == "":
+            assert default == "none", f"{flag} of {command}"
         else:
             assert code(default) == str(action.default), f"{flag} of {command}"
 

@@ -6,6 +6,8 @@ render the comment):
     <!-- test: grpcurl-serve -->         the command that starts the service (its flags are used)
     <!-- test: grpcurl-walkthrough -->   ```sh commands, run in order in one bash session
     <!-- test: expected-output -->       what the walk-through block before it prints
+    <!-- test: tokens-tls -->            "Tokens and TLS": the commands (test_tokens_tls.py)
+    <!-- test: tokens-tls-refused -->    "Tokens and TLS": `$ ` commands, each with its output
 
 Blocks without a marker are not run.
 """
@@ -26,7 +28,10 @@ from typing import Any
 SERVE = "grpcurl-serve"
 WALKTHROUGH = "grpcurl-walkthrough"
 EXPECTED_OUTPUT = "expected-output"
-MARKERS = (SERVE, WALKTHROUGH, EXPECTED_OUTPUT)
+# "Tokens and TLS", run by test_tokens_tls.py: its set-up commands, then refused calls and their output.
+TOKENS_TLS = "tokens-tls"
+TOKENS_TLS_REFUSED = "tokens-tls-refused"
+MARKERS = (SERVE, WALKTHROUGH, EXPECTED_OUTPUT, TOKENS_TLS, TOKENS_TLS_REFUSED)
 
 # The address every README command uses; the test substitutes its own service's.
 README_ADDRESS = "127.0.0.1:50051"

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import warnings
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 from mcp import types
-from mcp.client.session import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.context import RequestContext
 from taskservice_client import RemoteTaskContext
 
 from taskservice.bridge import HttpBridgeServer, McpBridge
 from taskservice.domain.model import TaskStatus
 from taskservice.testing import RunningService
 
+from ..mcp_http import mcp_client
 from .support import (
     WAIT,
     BridgeCalls,
@@ -60,25 +56,6 @@ async def bridge_on(replica: RunningService) -> AsyncIterator[str]:
         await bridge.close()
 
 
-async def answer_name(
-    context: RequestContext[ClientSession, Any], params: types.ElicitRequestParams
-) -> types.ElicitResult:
-    return types.ElicitResult(action="accept", content={"name": "Grace"})
-
-
-@contextlib.asynccontextmanager
-async def mcp_client(url: str) -> AsyncIterator[ClientSession]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the experimental tasks API of mcp 1.x
-        async with (
-            streamable_http_client(url) as (read, write, _),
-            ClientSession(read, write, elicitation_callback=answer_name) as session,
-        ):
-            with anyio.fail_after(WAIT):
-                await session.initialize()
-            yield session
-
-
 async def test_every_task_flow_with_the_client_on_b_and_the_worker_on_a(
     replicas: Replicas, redis_url: str
 ) -> None:
@@ -97,7 +74,7 @@ async def test_every_task_flow_with_the_client_on_b_and_the_worker_on_a(
         finally:
             stopped.set()
 
-    async with running(worker), bridge_on(b) as url, mcp_client(url) as session:
+    async with running(worker), bridge_on(b) as url, mcp_client(url, wait=WAIT) as session:
         await bridge_calls_wait_for_tools(b, "ask", "forever")  # the worker registers on A
         with anyio.fail_after(WAIT):
             assert {"ask", "forever"} <= {t.name for t in (await session.list_tools()).tools}

@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2
 from taskservice import cli
 from taskservice.store import SqliteTaskStore
 
+from ..certs import make_certs
 from ..processes import clean_env, free_port
 from .support import TASK_SERVICE, Clients, ServeProcess
 
@@ -118,6 +119,29 @@ IN_PROCESS: dict[str, tuple[list[str], dict[str, str], str]] = {
     "sqlite-under-a-file": (["--store", "sqlite:///{tmp}/a-file/tasks.db"], {}, "cannot open SQLite store"),
     "sqlite-not-a-database": (["--store", "sqlite:///{tmp}/garbage.db"], {}, "cannot open SQLite store"),
     "unresolvable-listen-host": (["--grpc-listen", "no-such-host.invalid:50051"], {}, "cannot listen on"),
+    "tls-cert-without-key": (["--grpc-tls-cert", "{certs}/server_cert.pem"], {}, "go together"),
+    "tls-client-ca-alone": (["--grpc-tls-client-ca", "{certs}/ca.pem"], {}, "needs --grpc-tls-cert"),
+    "tls-cert-not-pem": (
+        ["--grpc-tls-cert", "{tmp}/a-file", "--grpc-tls-key", "{certs}/server_key.pem"],
+        {},
+        "is not a PEM file",
+    ),
+    "tls-key-missing": (
+        ["--grpc-tls-cert", "{certs}/server_cert.pem", "--grpc-tls-key", "{tmp}/no-such.pem"],
+        {},
+        "cannot read the TLS key",
+    ),
+    "tls-key-of-another-certificate": (
+        ["--grpc-tls-cert", "{certs}/server_cert.pem", "--grpc-tls-key", "{certs}/client_key.pem"],
+        {},
+        "the key is not the certificate's",
+    ),
+    "tls-client-ca-not-a-certificate": (
+        ["--grpc-tls-cert", "{certs}/server_cert.pem", "--grpc-tls-key", "{certs}/server_key.pem"],
+        {"TASKSERVICE_GRPC_TLS_CLIENT_CA": "{certs}/server_key.pem"},
+        "holds no usable certificate",
+    ),
+    "worker-token-env-padded": ([], {"TASKSERVICE_WORKER_TOKEN": " secret "}, "--worker-token"),
 }
 
 
@@ -128,13 +152,14 @@ def test_main_refuses_a_bad_setting_with_one_line(
     args, env, expect = IN_PROCESS[name]
     (tmp_path / "a-file").write_text("not a directory")
     (tmp_path / "garbage.db").write_bytes(b"this is not an SQLite database, not at all" * 100)
+    certs = make_certs(tmp_path / "certs").ca.parent
     for key in [k for k in os.environ if k.startswith("TASKSERVICE_")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("TASKSERVICE_STATE_DIR", str(tmp_path / "state"))
     for key, value in env.items():
-        monkeypatch.setenv(key, value)
+        monkeypatch.setenv(key, value.format(tmp=tmp_path, certs=certs))
     base = ["serve", "--no-mcp", "--store", "memory://", "--grpc-listen", "127.0.0.1:0"]
-    argv = base + [arg.format(tmp=tmp_path) for arg in args]
+    argv = base + [arg.format(tmp=tmp_path, certs=certs) for arg in args]
     try:
         code: object = cli.main(argv)
     except SystemExit as exc:  # argparse's own errors

@@ -1,0 +1,36 @@
+"""An MCP client over streamable HTTP for the end-to-end tests that drive a bridge by URL: mcp
+1.30's real ClientSession, initialized, answering every elicitation with the name Grace."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from mcp import types
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.context import RequestContext
+
+NAME = "Grace"
+
+
+async def answer_name(
+    context: RequestContext[ClientSession, Any], params: types.ElicitRequestParams
+) -> types.ElicitResult:
+    return types.ElicitResult(action="accept", content={"name": NAME})
+
+
+@contextlib.asynccontextmanager
+async def mcp_client(url: str, *, wait: float = 10.0) -> AsyncIterator[ClientSession]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the experimental tasks API of mcp 1.x
+        async with (
+            streamable_http_client(url) as (read, write, _),
+            ClientSession(read, write, elicitation_callback=answer_name) as session,
+        ):
+            with anyio.fail_after(wait):
+                await session.initialize()
+            yield session
