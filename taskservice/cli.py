@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from taskservice_client._channel import TLSConfig
 
     from taskservice.bridge import HttpBridgeServer, McpBridge
+    from taskservice.bridge.auth import ClientTokens
     from taskservice.grpc_api.auth import ServerTLS, Tokens
 
 # The service, stores and bridge are imported where they are used: a bad flag is
@@ -121,9 +122,12 @@ def _add_int(parser: argparse.ArgumentParser, flag: str, help_text: str, default
 
 def secret(value: str) -> str:
     """A bearer token (its --help line does not show the value its environment twin gives)."""
-    if value and (value != value.strip() or "\n" in value or "\r" in value):
-        raise argparse.ArgumentTypeError("a token must have no spaces around it and no line breaks")
-    return value
+    from taskservice.credentials import check_token
+
+    try:
+        return check_token(value, "a token") if value else value
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_service_tls(parser: argparse.ArgumentParser) -> None:
@@ -211,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(env_name("--log-level"), "info").lower(),
         help=f"log verbosity (env {env_name('--log-level')}; default %(default)s)",
     )
+    _add(serve, "--mcp-tokens-file", "MCP clients' principals and bearer tokens, a NAME TOKEN per line", "")
     _add(serve, "--worker-token", "bearer token workers must send to the TaskService", "", secret)
     _add(serve, "--bridge-token", "bearer token bridges must send to the BridgeService", "", secret)
     _add(serve, "--grpc-tls-cert", "PEM certificate chain: serve gRPC over TLS", "")
@@ -226,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     bridge = commands.add_parser("bridge", help="run an MCP bridge alone, in front of a running service")
     _add(bridge, "--service", "address of the task service (any gRPC target)", "127.0.0.1:50051")
     _add(bridge, "--service-token", "the service's bridge token, sent with every call", "", secret)
+    _add(bridge, "--mcp-tokens-file", "MCP clients' principals and bearer tokens, a NAME TOKEN per line", "")
     _add_service_tls(bridge)
     _add(
         bridge,
@@ -282,6 +288,9 @@ async def serve(args: argparse.Namespace) -> None:
 
     limits = limits_from(args)
     tokens, tls = server_security(args)
+    if args.no_mcp and args.mcp_tokens_file:
+        raise UsageError("--mcp-tokens-file is for the bridge, which --no-mcp leaves out")
+    client_tokens = mcp_tokens(args)
     store_url = args.store or default_store_url()
     try:
         store = open_store(store_url)
@@ -301,7 +310,7 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         if not args.no_mcp:
             bridge = McpBridge(server.local_bridge())
-            http = open_http(bridge, args.mcp_listen)
+            http = open_http(bridge, args.mcp_listen, client_tokens)
             await bridge.start()
         await run_until_signal(http)
     finally:
@@ -315,15 +324,33 @@ async def serve(args: argparse.Namespace) -> None:
         await store.close()
 
 
-def open_http(bridge: McpBridge, address: str) -> HttpBridgeServer:
+def mcp_tokens(args: argparse.Namespace) -> ClientTokens | None:
+    """The principals of --mcp-tokens-file, checked; None without it."""
+    from taskservice.bridge.auth import ClientTokens
+
+    if not args.mcp_tokens_file:
+        return None
+    try:
+        return ClientTokens.from_file(args.mcp_tokens_file)
+    except ValueError as exc:
+        raise UsageError(f"--mcp-tokens-file: {exc}") from None
+
+
+def open_http(bridge: McpBridge, address: str, tokens: ClientTokens | None = None) -> HttpBridgeServer:
     from taskservice.bridge import HttpBridgeServer
     from taskservice.bridge.transports import MCP_PATH
 
     try:
-        http = HttpBridgeServer(bridge, address)
+        http = HttpBridgeServer(bridge, address, tokens=tokens)
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot listen on {address} for MCP: {exc}") from None
-    log.info("MCP bridge listening on http://%s:%d%s", address.rpartition(":")[0], http.port, MCP_PATH)
+    log.info(
+        "MCP bridge listening on http://%s:%d%s%s",
+        address.rpartition(":")[0],
+        http.port,
+        MCP_PATH,
+        f" ({len(tokens.tokens)} principals, bearer tokens required)" if tokens is not None else "",
+    )
     return http
 
 
@@ -359,6 +386,11 @@ async def run_bridge(args: argparse.Namespace) -> None:
     from taskservice.bridge import McpBridge, serve_stdio
     from taskservice.bridge.server import ServiceRefused
 
+    if args.stdio and args.mcp_tokens_file:
+        raise UsageError(
+            "--mcp-tokens-file is for HTTP: over stdio the client is the process that started the bridge"
+        )
+    client_tokens = mcp_tokens(args)
     bridge = McpBridge(args.service, token=args.service_token or None, tls=service_tls(args))
     try:
         try:
@@ -370,7 +402,7 @@ async def run_bridge(args: argparse.Namespace) -> None:
             freeze_startup_heap()
             await serve_stdio(bridge)
         else:
-            await run_until_signal(open_http(bridge, args.mcp_listen))
+            await run_until_signal(open_http(bridge, args.mcp_listen, client_tokens))
     finally:
         await bridge.close()
 

@@ -12,6 +12,7 @@ import anyio
 from mcp import types
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client  # what streamable_http_client uses itself
 from mcp.shared.context import RequestContext
 
 NAME = "Grace"
@@ -24,11 +25,16 @@ async def answer_name(
 
 
 @contextlib.asynccontextmanager
-async def mcp_client(url: str, *, wait: float = 10.0) -> AsyncIterator[ClientSession]:
+async def mcp_client(
+    url: str, *, wait: float = 10.0, token: str | None = None
+) -> AsyncIterator[ClientSession]:
+    """`token`: sent as `Authorization: Bearer` with every request (a bridge with client tokens)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the experimental tasks API of mcp 1.x
         async with (
-            streamable_http_client(url) as (read, write, _),
+            create_mcp_http_client(headers=headers) as http,
+            streamable_http_client(url, http_client=http) as (read, write, _),
             ClientSession(read, write, elicitation_callback=answer_name) as session,
         ):
             with anyio.fail_after(wait):

@@ -39,6 +39,7 @@ from taskservice_client._convert import dump_model, struct_to_dict, task_from_pr
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
 from taskservice import __version__
+from taskservice.bridge.auth import PRINCIPAL_KEY, owner_of
 
 log = logging.getLogger(__name__)
 
@@ -268,10 +269,16 @@ class McpBridge:
 
     def _owner(self) -> tuple[ServerSession, str]:
         """The calling session and the owner its tasks are stored under."""
-        session = self.server.request_context.session
+        context = self.server.request_context
+        session = context.session
         owner = self._owners.get(session)
         if owner is None:
-            owner = self._owners[session] = f"session:{secrets.token_urlsafe(16)}"
+            # Over HTTP with client tokens, the principal the endpoint found (an MCP session
+            # stays with the principal that opened it); else the session itself.
+            scope = getattr(context.request, "scope", None)
+            principal = scope.get(PRINCIPAL_KEY) if isinstance(scope, dict) else None
+            owner = owner_of(principal) if principal else f"session:{secrets.token_urlsafe(16)}"
+            self._owners[session] = owner
         return session, owner
 
     def _capabilities(self, session: ServerSession) -> struct_pb2.Struct | None:

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from taskservice.bridge.auth import PRINCIPAL_KEY, ClientTokens
 from taskservice.bridge.server import McpBridge
 
 log = logging.getLogger(__name__)
@@ -108,14 +109,41 @@ async def _read_ahead(receive: Receive, limit: int) -> tuple[bytes | None, Recei
     return body, replay
 
 
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    return next((value for key, value in scope["headers"] if key == name), None)
+
+
+async def _refuse(send: Send, status: int, message: str, *, challenge: str | None = None) -> None:
+    """An HTTP error with a JSON-RPC error body, as the SDK's transport answers its own."""
+    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if challenge is not None:
+        headers.append((b"www-authenticate", challenge.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class _McpEndpoint:
     """The ASGI endpoint at /mcp (a plain Route, so /mcp is not redirected to /mcp/)."""
 
-    def __init__(self, manager: StreamableHTTPSessionManager, finished: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        manager: StreamableHTTPSessionManager,
+        finished: Callable[[str], bool],
+        tokens: ClientTokens | None = None,
+    ) -> None:
         self.manager = manager
         self.finished = finished
+        self.tokens = tokens
+        # With tokens: the principal that opened each live MCP session.
+        self.sessions: dict[str, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.tokens is not None:
+            authorized = await self._authorize(scope, send)
+            if authorized is None:
+                return
+            scope, send = authorized
         as_json = False
         if scope["method"] == "POST" and _accepts_json_and_sse(scope):
             body, receive = await _read_ahead(receive, PEEK_LIMIT)
@@ -126,8 +154,45 @@ class _McpEndpoint:
         finally:
             _answer_as_json.reset(token)
 
+    async def _authorize(self, scope: Scope, send: Send) -> tuple[Scope, Send] | None:
+        """The request's scope with its principal, and a `send` that notes the session it opens;
+        None once it has been refused (401: no or unknown token; 403: another's session)."""
+        assert self.tokens is not None
+        given = _header(scope, b"authorization")
+        principal = self.tokens.principal(given)
+        if principal is None:
+            why = "no bearer token" if given is None else "the bearer token is not known here"
+            challenge = 'Bearer realm="taskservice"' + ("" if given is None else ', error="invalid_token"')
+            await _refuse(send, 401, f"Unauthorized: {why}", challenge=challenge)
+            return None
+        session = _header(scope, b"mcp-session-id")
+        if session is not None:
+            holder = self.sessions.get(session.decode("latin-1"))
+            if holder is not None and holder != principal:
+                await _refuse(send, 403, "Forbidden: this MCP session belongs to another client")
+                return None
+            return {**scope, PRINCIPAL_KEY: principal}, send
 
-def http_app(bridge: McpBridge) -> Starlette:
+        async def noting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                opened = next(
+                    (v for k, v in message.get("headers", []) if k.lower() == b"mcp-session-id"), None
+                )
+                if opened is not None:
+                    self._forget_closed()
+                    self.sessions[opened.decode("latin-1")] = principal
+            await send(message)
+
+        return {**scope, PRINCIPAL_KEY: principal}, noting
+
+    def _forget_closed(self) -> None:
+        """Drop the sessions the SDK's manager has closed (idle, deleted), now and then."""
+        live: dict[str, object] | None = getattr(self.manager, "_server_instances", None)
+        if live is not None and len(self.sessions) >= 2 * len(live) + 64:
+            self.sessions = {sid: who for sid, who in self.sessions.items() if sid in live}
+
+
+def http_app(bridge: McpBridge, tokens: ClientTokens | None = None) -> Starlette:
     manager = StreamableHTTPSessionManager(
         app=bridge.server, stateless=False, json_response=cast("bool", _PerRequestJson())
     )
@@ -137,7 +202,7 @@ def http_app(bridge: McpBridge) -> Starlette:
         async with manager.run():
             yield
 
-    endpoint = _McpEndpoint(manager, bridge.finished)
+    endpoint = _McpEndpoint(manager, bridge.finished, tokens)
     return Starlette(routes=[Route(MCP_PATH, endpoint=endpoint)], lifespan=lifespan)
 
 
@@ -160,7 +225,15 @@ class HttpBridgeServer:
     """The bridge over streamable HTTP. The socket is bound at construction, so a bad
     address fails there with OSError (uvicorn itself would exit the process)."""
 
-    def __init__(self, bridge: McpBridge, address: str, *, log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        bridge: McpBridge,
+        address: str,
+        *,
+        log_level: str = "warning",
+        tokens: ClientTokens | None = None,
+    ) -> None:
+        """`tokens`: the principals whose bearer tokens every request must carry (see auth)."""
         host, port = split_host_port(address)
         self.socket = socket.create_server(
             (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -170,7 +243,9 @@ class HttpBridgeServer:
         # two writes on a kept-alive connection waits for the client's delayed ACK (40 ms).
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.port = int(self.socket.getsockname()[1])
-        config = uvicorn.Config(http_app(bridge), log_level=log_level, lifespan="on", access_log=False)
+        config = uvicorn.Config(
+            http_app(bridge, tokens), log_level=log_level, lifespan="on", access_log=False
+        )
         self.server = _Uvicorn(config)
 
     async def serve(self) -> None:

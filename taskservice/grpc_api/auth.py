@@ -16,7 +16,6 @@ with PERMISSION_DENIED; either before its handler runs, so nothing is read or ch
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ import grpc
 import grpc.aio
 from grpc_status import rpc_status
 
+from taskservice.credentials import bearer_value, check_token, same_secret
 from taskservice.grpc_api.errors import transport_status
 
 WORKER = "worker"
@@ -41,8 +41,8 @@ class Tokens:
 
     def __post_init__(self) -> None:
         for role, token in ((WORKER, self.worker), (BRIDGE, self.bridge)):
-            if token is not None and (not token or token != token.strip() or "\n" in token or "\r" in token):
-                raise ValueError(f"the {role} token must be non-empty, with no spaces around it or breaks")
+            if token is not None:
+                check_token(token, f"the {role} token")
 
     @property
     def any(self) -> bool:
@@ -102,10 +102,7 @@ def bearer(metadata: Any) -> str | None:
     """The token of an `authorization: Bearer <token>` entry, if the call has one."""
     for key, value in metadata or ():
         if key == "authorization":
-            text = value.decode() if isinstance(value, bytes) else value
-            scheme, _, token = text.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
+            return bearer_value(value)
     return None
 
 
@@ -135,11 +132,11 @@ class TokenInterceptor(_Interceptor):
         if wanted is None:
             return None
         given = bearer(metadata)
-        if given is not None and hmac.compare_digest(given.encode(), wanted.encode()):
+        if given is not None and same_secret(given, wanted):
             return None
         name = service.rpartition(".")[2]
         other = self.tokens.bridge if role == WORKER else self.tokens.worker
-        if given is not None and other is not None and hmac.compare_digest(given.encode(), other.encode()):
+        if given is not None and other is not None and same_secret(given, other):
             other_role = BRIDGE if role == WORKER else WORKER
             return (
                 grpc.StatusCode.PERMISSION_DENIED,

@@ -15,8 +15,16 @@ def section(title: str) -> str:
     assert match, f"README has no section {title!r}"
     level = len(match.group(1))
     rest = text[match.end() :]
-    end = re.search(rf"^#{{1,{level}}} ", rest, re.M)
-    return rest[: end.start()] if end else rest
+    # The next heading of that level or above, outside fenced blocks (a `# comment` in a
+    # shell block or a tokens file is not a heading).
+    offset, fenced_block = 0, False
+    for line in rest.splitlines(keepends=True):
+        if line.startswith("```"):
+            fenced_block = not fenced_block
+        elif not fenced_block and re.match(rf"#{{1,{level}}} ", line):
+            return rest[:offset]
+        offset += len(line)
+    return rest
 
 
 def table_rows(text: str) -> list[list[str]]:

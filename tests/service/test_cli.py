@@ -142,6 +142,7 @@ IN_PROCESS: dict[str, tuple[list[str], dict[str, str], str]] = {
         "holds no usable certificate",
     ),
     "worker-token-env-padded": ([], {"TASKSERVICE_WORKER_TOKEN": " secret "}, "--worker-token"),
+    "mcp-tokens-without-the-bridge": (["--mcp-tokens-file", "{tmp}/a-file"], {}, "which --no-mcp leaves out"),
 }
 
 
@@ -168,6 +169,33 @@ def test_main_refuses_a_bad_setting_with_one_line(
     err = capfd.readouterr().err
     lines = err.splitlines()
     assert len(lines) == 1, err
+    assert "error:" in lines[0]
+    assert expect in lines[0]
+
+
+BRIDGE_SETTINGS: dict[str, tuple[list[str], str]] = {
+    "tokens-over-stdio": (["--stdio", "--mcp-tokens-file", "{tmp}/clients"], "--mcp-tokens-file is for HTTP"),
+    "tokens-file-missing": (["--mcp-tokens-file", "{tmp}/absent"], "cannot read the MCP tokens file"),
+    "tokens-file-bad-line": (["--mcp-tokens-file", "{tmp}/bad"], "bad:2: expected NAME TOKEN"),
+    "service-ca-not-pem": (["--service-tls-ca", "{tmp}/clients"], "is not a PEM file"),
+    "service-cert-without-key": (["--service-tls-cert", "{tmp}/clients"], "go together"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BRIDGE_SETTINGS))
+def test_bridge_refuses_a_bad_setting_with_one_line(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Before it connects to anything: the service here does not exist."""
+    args, expect = BRIDGE_SETTINGS[name]
+    (tmp_path / "clients").write_text("alice a-1\n")
+    (tmp_path / "bad").write_text("alice a-1\nbob\n")
+    for key in [k for k in os.environ if k.startswith("TASKSERVICE_")]:
+        monkeypatch.delenv(key)
+    argv = ["bridge", "--service", "127.0.0.1:1", "--mcp-listen", "127.0.0.1:0"]
+    assert cli.main(argv + [arg.format(tmp=tmp_path) for arg in args]) == 2
+    lines = capfd.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
     assert "error:" in lines[0]
     assert expect in lines[0]
 

@@ -1,0 +1,221 @@
+"""MCP clients' bearer tokens at the bridge's HTTP transport (taskservice.bridge.auth).
+
+Without a known token a request is answered 401 with a Bearer challenge; a principal's
+tasks are found again from its later sessions and by nobody else; an MCP session stays
+with the principal that opened it. mcp 1.30's real ClientSession drives the flows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import types
+from mcp.shared.exceptions import McpError
+from taskservice_client import RemoteTaskContext, Worker
+from taskservice_client.testing import running_worker
+
+from taskservice.bridge import HttpBridgeServer, McpBridge
+from taskservice.bridge.auth import ClientTokens, owner_of
+from taskservice.cli import build_parser
+from taskservice.testing import running_service
+
+from ..mcp_http import mcp_client
+from ..readme.readme_blocks import fenced, section
+from ..scaleout.support import BridgeCalls
+
+WAIT = 10.0
+TOKENS = {"alice": "alice-token-1", "bob": "bob-token-2"}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    },
+}
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@contextlib.asynccontextmanager
+async def bridge_with_tokens(tokens: ClientTokens | None = None) -> AsyncIterator[str]:
+    """A service, a worker serving `hello`, and an HTTP bridge that wants `tokens` (TOKENS unless
+    given); yields its URL."""
+    async with running_service() as svc:
+        worker = Worker(svc.target, name="tokens-worker")
+
+        @worker.tool(description="Says hello.")
+        async def hello(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> types.CallToolResult:
+            return types.CallToolResult(content=[types.TextContent(type="text", text="hello")])
+
+        bridge = McpBridge(svc.target)
+        http = HttpBridgeServer(bridge, "127.0.0.1:0", tokens=tokens or ClientTokens(dict(TOKENS)))
+        await bridge.start()
+        serving = asyncio.create_task(http.serve())
+        try:
+            async with running_worker(worker):
+                calls = BridgeCalls(svc.target)
+                try:
+                    await calls.wait_for_tools("hello")
+                finally:
+                    await calls.close()
+                yield f"http://127.0.0.1:{http.port}/mcp"
+        finally:
+            http.stop()
+            await asyncio.wait_for(serving, WAIT)
+            await bridge.close()
+
+
+async def test_a_request_without_a_known_token_is_401_with_a_bearer_challenge() -> None:
+    async with bridge_with_tokens() as url, httpx.AsyncClient(timeout=WAIT) as http:
+        missing = await http.post(url, json=INITIALIZE, headers=ACCEPT)
+        wrong = await http.post(url, json=INITIALIZE, headers={**ACCEPT, "Authorization": "Bearer guess"})
+        basic = await http.post(url, json=INITIALIZE, headers={**ACCEPT, "Authorization": "Basic YWxpY2U="})
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Bearer realm="taskservice"'
+    assert missing.json()["error"]["message"] == "Unauthorized: no bearer token"
+    assert missing.json()["jsonrpc"] == "2.0"
+    assert wrong.status_code == 401
+    assert wrong.headers["www-authenticate"] == 'Bearer realm="taskservice", error="invalid_token"'
+    assert basic.status_code == 401
+
+
+async def test_a_principals_tasks_outlive_its_session_and_nobody_else_sees_them() -> None:
+    async with bridge_with_tokens() as url:
+        await _a_principals_tasks_outlive_its_session_and_nobody_else_sees_them(url)
+
+
+async def _a_principals_tasks_outlive_its_session_and_nobody_else_sees_them(url: str) -> None:
+    async with mcp_client(url, wait=WAIT, token=TOKENS["alice"]) as first:
+        with anyio.fail_after(WAIT):
+            created = await first.experimental.call_tool_as_task("hello", {})
+    task_id = created.task.taskId
+    # A new session of the same principal (the client restarted): the task is still its own.
+    async with mcp_client(url, wait=WAIT, token=TOKENS["alice"]) as again:
+        with anyio.fail_after(WAIT):
+            listed = await again.experimental.list_tasks()
+            assert [t.taskId for t in listed.tasks] == [task_id]
+            result = await again.experimental.get_task_result(task_id, types.CallToolResult)
+            assert result.content == [types.TextContent(type="text", text="hello")]
+    async with mcp_client(url, wait=WAIT, token=TOKENS["bob"]) as other:
+        with anyio.fail_after(WAIT):
+            assert (await other.experimental.list_tasks()).tasks == []
+            with pytest.raises(McpError) as caught:
+                await other.experimental.get_task(task_id)
+            assert caught.value.error.code == types.INVALID_PARAMS
+
+
+async def test_an_mcp_session_stays_with_the_principal_that_opened_it() -> None:
+    async with bridge_with_tokens() as url:
+        await _an_mcp_session_stays_with_the_principal_that_opened_it(url)
+
+
+async def _an_mcp_session_stays_with_the_principal_that_opened_it(url: str) -> None:
+    alice = {**ACCEPT, "Authorization": f"Bearer {TOKENS['alice']}"}
+    bob = {**ACCEPT, "Authorization": f"Bearer {TOKENS['bob']}"}
+    async with httpx.AsyncClient(timeout=WAIT) as http:
+        opened = await http.post(url, json=INITIALIZE, headers=alice)
+        assert opened.status_code == 200
+        session = opened.headers["mcp-session-id"]
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tasks/list"}
+        assert (
+            await http.post(url, json=initialized, headers={**alice, "mcp-session-id": session})
+        ).status_code == 202
+        taken = await http.post(url, json=listing, headers={**bob, "mcp-session-id": session})
+        assert taken.status_code == 403
+        assert taken.json()["error"]["message"] == "Forbidden: this MCP session belongs to another client"
+        own = await http.post(url, json=listing, headers={**alice, "mcp-session-id": session})
+        assert own.status_code == 200
+        assert own.json()["result"]["tasks"] == []
+
+
+def test_a_principal_owns_under_its_own_name() -> None:
+    assert owner_of("alice") == "principal:alice"
+
+
+def _tokens_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "clients.tokens"
+    path.write_text(text)
+    return str(path)
+
+
+def test_the_tokens_file_is_read_with_comments_and_blank_lines(tmp_path: Path) -> None:
+    path = _tokens_file(tmp_path, "# who may call\n\nalice  a-1\nbob\tb-2\n")
+    tokens = ClientTokens.from_file(path)
+    assert tokens.tokens == {"alice": "a-1", "bob": "b-2"}
+    assert tokens.principal("Bearer b-2") == "bob"
+    assert tokens.principal(b"bearer a-1") == "alice"
+    assert tokens.principal("Bearer a-") is None
+    assert tokens.principal(None) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no principal"),
+        ("# only a comment\n", "no principal"),
+        ("alice\n", ":1: expected NAME TOKEN"),
+        ("alice a b\n", ":1: expected NAME TOKEN"),
+        ("alice a\nalice b\n", ":2: alice is given twice"),
+        ("alice same\nbob same\n", "alice and bob have the same token"),
+        ("-alice a\n", "is not a principal name"),
+    ],
+)
+def test_a_bad_tokens_file_names_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ClientTokens.from_file(_tokens_file(tmp_path, text))
+
+
+def test_a_missing_tokens_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot read the MCP tokens file"):
+        ClientTokens.from_file(str(tmp_path / "absent"))
+
+
+# ---------------------------------------------------------------- README "MCP clients' tokens"
+
+README_URL = "http://127.0.0.1:8000/mcp"
+
+
+def test_the_readmes_command_names_its_tokens_file() -> None:
+    text = section("MCP clients' tokens")
+    (tokens_file,) = fenced(text, "text")
+    (command,) = fenced(text, "sh")
+    name = tokens_file.splitlines()[0].removeprefix("# ").split(":")[0]
+    words = shlex.split(command)
+    assert words[:2] == ["taskservice", "serve"]
+    args = build_parser().parse_args(words[1:])
+    assert args.mcp_tokens_file == name == "clients.tokens"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+async def test_the_readmes_tokens_file_and_client_work(tmp_path: Path) -> None:
+    text = section("MCP clients' tokens")
+    (tokens_file,) = fenced(text, "text")
+    (client,) = fenced(text, "python")
+    path = tmp_path / "clients.tokens"
+    path.write_text(tokens_file)
+    tokens = ClientTokens.from_file(str(path))
+    assert sorted(tokens.tokens) == ["alice", "ci-pipeline"]
+    async with bridge_with_tokens(tokens) as url:
+        assert README_URL in client
+        namespace: dict[str, Any] = {}
+        exec(compile(client.replace(README_URL, url), "README.md (MCP clients' tokens)", "exec"), namespace)
+        session_as = namespace["session_as"]
+        async with session_as(tokens.tokens["alice"]) as session:
+            with anyio.fail_after(WAIT):
+                created = await session.experimental.call_tool_as_task("hello", {})
+                result = await session.experimental.get_task_result(created.task.taskId, types.CallToolResult)
+        assert result.content == [types.TextContent(type="text", text="hello")]
+        async with session_as(tokens.tokens["ci-pipeline"]) as other:
+            with anyio.fail_after(WAIT):
+                assert (await other.experimental.list_tasks()).tasks == []
