@@ -108,8 +108,8 @@ export class Service {
 
 /** What the MCP bridge does, through BridgeService: create tasks, follow them, answer, cancel. */
 export class BridgeDriver {
-  constructor(target, owner = "session:test") {
-    this.client = new ServiceClient(target, { retry: { initialBackoffMs: 50, maxBackoffMs: 500 } });
+  constructor(target, owner = "session:test", { token } = {}) {
+    this.client = new ServiceClient(target, { token, retry: { initialBackoffMs: 50, maxBackoffMs: 500 } });
     this.owner = owner;
     this.capabilities = { elicitation: { form: {}, url: {} }, sampling: { tools: {} } };
   }
