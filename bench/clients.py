@@ -84,9 +84,19 @@ async def gather_limited(count: int, limit: int, make: Callable[[int], Awaitable
     return results
 
 
-async def create_tasks(stub: task_service_pb2_grpc.TaskServiceAsyncStub, count: int) -> list[str]:
+Metadata = tuple[tuple[str, str], ...] | None
+
+
+def worker_metadata(token: str | None) -> Metadata:
+    """What the worker stub sends with each call when it has a token."""
+    return (("authorization", f"Bearer {token}"),) if token else None
+
+
+async def create_tasks(
+    stub: task_service_pb2_grpc.TaskServiceAsyncStub, count: int, metadata: Metadata = None
+) -> list[str]:
     async def create(_: int) -> str:
-        response = await stub.CreateStoredTask(pb.CreateStoredTaskRequest(owner=OWNER))
+        response = await stub.CreateStoredTask(pb.CreateStoredTaskRequest(owner=OWNER), metadata=metadata)
         return response.task.task_id
 
     return await gather_limited(count, 32, create)
@@ -96,7 +106,7 @@ async def create_tasks(stub: task_service_pb2_grpc.TaskServiceAsyncStub, count: 
 
 
 async def _window(
-    stub: task_service_pb2_grpc.TaskServiceAsyncStub, task_ids: list[str], seconds: float
+    stub: task_service_pb2_grpc.TaskServiceAsyncStub, task_ids: list[str], seconds: float, metadata: Metadata
 ) -> tuple[int, float, list[float]]:
     """UpdateStatus back to back on each task (one lane per task) for `seconds`: calls, time, latencies."""
     latencies: list[float] = []
@@ -109,7 +119,7 @@ async def _window(
             start = time.perf_counter()
             if start >= stop_at:
                 return
-            await stub.UpdateStatus(request)
+            await stub.UpdateStatus(request, metadata=metadata)
             latencies.append(time.perf_counter() - start)
 
     await asyncio.gather(*(lane(t) for t in task_ids))
@@ -117,9 +127,14 @@ async def _window(
 
 
 async def unary(
-    targets: dict[str, str], levels: list[int], window: float, windows: int
+    targets: dict[str, str],
+    levels: list[int],
+    window: float,
+    windows: int,
+    tokens: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """UpdateStatus calls/s on each target at each number of calls in flight.
+    """UpdateStatus calls/s on each target at each number of calls in flight; `tokens`: the
+    worker token to send to the targets that want one, by name.
 
     The targets take turns, one short window each, `windows` times over (after one
     window each to warm up), so that other work on the machine hits every target
@@ -131,7 +146,10 @@ async def unary(
     channels = {name: channel(target) for name, target in targets.items()}
     try:
         stubs = {name: task_stub(ch) for name, ch in channels.items()}
-        task_ids = {name: await create_tasks(stub, max(levels)) for name, stub in stubs.items()}
+        metadata = {name: worker_metadata((tokens or {}).get(name)) for name in targets}
+        task_ids = {
+            name: await create_tasks(stub, max(levels), metadata[name]) for name, stub in stubs.items()
+        }
         out: dict[str, dict[str, Any]] = {name: {} for name in targets}
         total = dict.fromkeys(targets, len(task_ids[next(iter(targets))]))  # the creations count too
         for inflight in levels:
@@ -139,7 +157,9 @@ async def unary(
             latencies: dict[str, list[float]] = {name: [] for name in targets}
             for index in range(windows + 1):
                 for name in order.sample(list(stubs), len(stubs)):
-                    calls, elapsed, times = await _window(stubs[name], task_ids[name][:inflight], window)
+                    calls, elapsed, times = await _window(
+                        stubs[name], task_ids[name][:inflight], window, metadata[name]
+                    )
                     total[name] += calls
                     if index > 0:
                         rates[name].append(calls / elapsed)
@@ -404,6 +424,7 @@ def main() -> None:
     kinds = parser.add_subparsers(dest="kind", required=True)
     p = kinds.add_parser("unary")
     p.add_argument("--target", action="append", required=True, help="NAME=HOST:PORT, repeated")
+    p.add_argument("--token", action="append", default=[], help="NAME=TOKEN: the worker token NAME wants")
     p.add_argument("--levels", default="1,16,64")
     p.add_argument("--window", type=float, default=0.5)
     p.add_argument("--windows", type=int, default=8)
@@ -435,7 +456,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.kind == "unary":
         levels = [int(x) for x in args.levels.split(",")]
-        emit(asyncio.run(unary(_named(args.target), levels, args.window, args.windows)))
+        emit(asyncio.run(unary(_named(args.target), levels, args.window, args.windows, _named(args.token))))
     elif args.kind == "streams":
         asyncio.run(streams(args.target, args.count, args.channels, args.warm, args.settle))
     elif args.kind == "paired":

@@ -124,7 +124,13 @@ def process(name: str, command: Sequence[str], logs: Path, **kwargs: Any) -> Ite
 
 
 def spawn_service(
-    logs: Path, store: str, *, mcp: bool = False, name: str = "", root: Path | None = None
+    logs: Path,
+    store: str,
+    *,
+    mcp: bool = False,
+    name: str = "",
+    root: Path | None = None,
+    extra: Sequence[str] = (),
 ) -> Process:
     """Start `taskservice serve` on free loopback ports; `service_address` waits until it serves.
     The service is `root`'s (another checkout), else SERVICE_ROOT's, else this checkout's."""
@@ -137,6 +143,7 @@ def spawn_service(
         "--log-level=info",
     ]
     command += ["--mcp-listen=127.0.0.1:0"] if mcp else ["--no-mcp"]
+    command += extra
     env = None
     cwd = ROOT
     if root is not None:

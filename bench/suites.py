@@ -37,7 +37,8 @@ class Sizes:
     # Processes of each server, their windows pooled: two processes of the same code differ
     # by about 5% in calls/s, which one process per server put whole into the ratio.
     unary_replicas: int = 3
-    unary_stores: tuple[str, ...] = ("memory", "sqlite", "redis")
+    # "sqlite+token": SQLite, the service wanting a worker token and every call carrying it.
+    unary_stores: tuple[str, ...] = ("memory", "sqlite", "sqlite+token", "redis")
     waiting_count: int = 10_000
     waiting_channels: int = 10
     waiting_warm: int = 64  # streams opened and closed before the first reading
@@ -76,7 +77,7 @@ SMOKE = Sizes(
     unary_window=0.05,
     unary_windows=1,
     unary_replicas=2,
-    unary_stores=("sqlite",),
+    unary_stores=("sqlite", "sqlite+token"),
     waiting_count=20,
     waiting_channels=2,
     waiting_warm=2,
@@ -129,6 +130,10 @@ class Env:
 # ------------------------------------------------------------------------ unary
 
 
+UNARY_TOKEN = "bench-worker-token-0123456789"
+UNARY_LABELS = {"sqlite+token": "sqlite, worker token"}
+
+
 def unary(env: Env) -> list[Figure]:
     """UpdateStatus calls/s through the service against the bare echo server, at each number in flight.
 
@@ -145,11 +150,19 @@ def unary(env: Env) -> list[Figure]:
         for i in replicas:
             procs_by_name[f"echo#{i}"] = procs.spawn_bench_server(env.logs, "echo", name=f"baseline-echo-{i}")
             stack.callback(procs_by_name[f"echo#{i}"].stop)
+        tokens: dict[str, str] = {}
         for kind in kinds:
+            store, _, option = kind.partition("+")
+            extra = ["--worker-token", UNARY_TOKEN] if option == "token" else []
             for i in replicas:
-                url = env.store_url(kind, f"unary-{i}")
-                procs_by_name[f"{kind}#{i}"] = procs.spawn_service(env.logs, url, name=f"serve-{kind}-{i}")
-                stack.callback(procs_by_name[f"{kind}#{i}"].stop)
+                url = env.store_url(store, f"unary-{kind}-{i}")
+                name = f"{kind}#{i}"
+                procs_by_name[name] = procs.spawn_service(
+                    env.logs, url, name=f"serve-{kind.replace('+', '-')}-{i}", extra=extra
+                )
+                stack.callback(procs_by_name[name].stop)
+                if extra:
+                    tokens[name] = UNARY_TOKEN
         targets = {
             name: procs.bench_server_address(proc)
             if name.startswith("echo#")
@@ -160,6 +173,7 @@ def unary(env: Env) -> list[Figure]:
         args = ["unary", "--levels", ",".join(str(n) for n in s.unary_levels)]
         args += ["--window", str(s.unary_window), "--windows", str(s.unary_windows)]
         args += [f"--target={name}={target}" for name, target in targets.items()]
+        args += [f"--token={name}={token}" for name, token in tokens.items()]
         budget = len(targets) * len(s.unary_levels) * (s.unary_windows + 1) * (s.unary_window + 0.2)
         result: dict[str, dict[str, Any]] = procs.run_client(args, timeout=120 + 2 * budget, logs=env.logs)
         # The server's CPU per call, all levels together: what the machine's other work does not change.
@@ -175,7 +189,7 @@ def unary(env: Env) -> list[Figure]:
             figures.append(
                 Figure(
                     "unary",
-                    f"UpdateStatus {kind}, {level} in flight",
+                    f"UpdateStatus {UNARY_LABELS.get(kind, kind)}, {level} in flight",
                     mine["calls_per_s"],
                     base["calls_per_s"],
                     "calls/s",

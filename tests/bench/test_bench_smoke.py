@@ -40,8 +40,17 @@ def check(figures: list[report.Figure], benchmark: str, names: list[str]) -> Non
 
 def test_unary(env: suites.Env) -> None:
     figures = suites.unary(env)
-    check(figures, "unary", ["UpdateStatus sqlite, 1 in flight", "UpdateStatus sqlite, 4 in flight"])
-    assert all(f.target == suites.UNARY_TARGET for f in figures)
+    check(
+        figures,
+        "unary",
+        [
+            "UpdateStatus sqlite, 1 in flight",
+            "UpdateStatus sqlite, 4 in flight",
+            "UpdateStatus sqlite, worker token, 1 in flight",
+            "UpdateStatus sqlite, worker token, 4 in flight",
+        ],
+    )
+    assert [f.target for f in figures] == [suites.UNARY_TARGET] * 2 + [report.INFO] * 2
     assert figures[0].detail["server_cpu_us_per_call"] > 0
     # Each server ran as two processes (SMOKE's unary_replicas), one window each, pooled.
     ours = figures[0].detail["ours"]
@@ -172,10 +181,12 @@ def test_unary_takes_the_targets_in_a_new_order_each_round(monkeypatch: pytest.M
 
     served: list[str] = []
 
-    async def create_tasks(stub: Channel, count: int) -> list[str]:
+    async def create_tasks(stub: Channel, count: int, metadata: clients.Metadata) -> list[str]:
         return [f"{stub.target}-{i}" for i in range(count)]
 
-    async def window(stub: Channel, task_ids: list[str], seconds: float) -> tuple[int, float, list[float]]:
+    async def window(
+        stub: Channel, task_ids: list[str], seconds: float, metadata: clients.Metadata
+    ) -> tuple[int, float, list[float]]:
         served.append(stub.target)
         return 10, 1.0, [0.001] * 10
 
