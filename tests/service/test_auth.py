@@ -19,7 +19,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from mcp import types
-from taskservice_client import RemoteTaskContext, TLSConfig, Worker
+from mcp.types import TaskMetadata
+from taskservice_client import GrpcTaskStore, RemoteTaskContext, TaskServiceError, TLSConfig, Worker
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2_grpc, task_pb2, task_service_pb2_grpc
 from taskservice_client.testing import running_worker
 
@@ -300,3 +301,24 @@ def test_server_tls_files_are_checked_when_read(tmp_path: Path, certs: Certs) ->
         ServerTLS.from_files(str(tmp_path / "plain.txt"), str(certs.server_key))
     with pytest.raises(OSError, match="cannot read the TLS key"):
         ServerTLS.from_files(str(certs.server_cert), str(tmp_path / "missing.pem"))
+
+
+# ------------------------------------------------------------------ the SDK's TaskStore
+
+
+async def test_grpc_task_store_plays_both_roles_with_both_tokens(guarded: RunningService) -> None:
+    """GrpcTaskStore updates tasks as a worker does and lists and cancels them as a bridge does."""
+    async with GrpcTaskStore(guarded.target, token=WORKER_TOKEN, bridge_token=BRIDGE_TOKEN) as store:
+        done = await store.create_task(TaskMetadata(ttl=60_000))
+        await store.update_task(done.taskId, status_message="half way")
+        await store.store_result(done.taskId, types.CallToolResult(content=[]))
+        await store.update_task(done.taskId, status="completed")
+        assert isinstance(await store.get_result(done.taskId), types.CallToolResult)  # BridgeService
+        other = await store.create_task(TaskMetadata(ttl=60_000))
+        await store.update_task(other.taskId, status="cancelled")  # BridgeService's CancelTask
+        tasks, _ = await store.list_tasks()  # BridgeService
+        assert {t.taskId: t.status for t in tasks} == {done.taskId: "completed", other.taskId: "cancelled"}
+    async with GrpcTaskStore(guarded.target, token=WORKER_TOKEN) as worker_only:
+        with pytest.raises(TaskServiceError) as caught:
+            await worker_only.list_tasks()
+        assert caught.value.code is grpc.StatusCode.PERMISSION_DENIED

@@ -56,20 +56,22 @@ class ServiceClient:
         target: str,
         *,
         token: str | None = None,
+        bridge_token: str | None = None,
         tls: TLSConfig | bool = False,
         retry: RetryPolicy | None = None,
         rpc_timeout: float = 30.0,
         channel_options: ChannelOptions | None = None,
     ) -> None:
+        """`token` goes with every call; `bridge_token`, when given, with the BridgeService's
+        instead (a service with a token per role: see the README's "Tokens and TLS")."""
         if rpc_timeout <= 0:
             raise ValueError("rpc_timeout must be positive")
         self.target = target
         self.channel = open_channel(target, tls=tls, options=channel_options)
         self.retry = retry or RetryPolicy()
         self.rpc_timeout = rpc_timeout
-        self.metadata: tuple[tuple[str, str], ...] | None = (
-            (("authorization", f"Bearer {token}"),) if token else None
-        )
+        self.metadata = _bearer(token)
+        self.bridge_metadata = _bearer(bridge_token) if bridge_token else None
         # The generated stubs are typed for the synchronous API; the calls are made
         # through `unary` and `stream`, which give them their real types.
         self.tasks: Any = task_service_pb2_grpc.TaskServiceStub(self.channel)
@@ -97,7 +99,7 @@ class ServiceClient:
                 timeout = deadline or self.rpc_timeout
                 response = None if outcome is None else await self.outcomes.report(outcome, timeout)
                 if response is None:
-                    response = await rpc(request, timeout=timeout, metadata=self.metadata)
+                    response = await rpc(request, timeout=timeout, metadata=self._metadata(rpc))
                 return cast("R", response)
             except grpc.aio.AioRpcError as error:
                 name = method_name(rpc)
@@ -111,7 +113,20 @@ class ServiceClient:
 
     def stream(self, rpc: Callable[..., Any], request: object) -> grpc.aio.UnaryStreamCall[Any, Any]:
         """Open a server stream (no deadline: it lasts as long as the wait)."""
-        return cast("grpc.aio.UnaryStreamCall[Any, Any]", rpc(request, metadata=self.metadata))
+        return cast("grpc.aio.UnaryStreamCall[Any, Any]", rpc(request, metadata=self._metadata(rpc)))
+
+    def _metadata(self, rpc: Callable[..., Any]) -> Metadata:
+        if self.bridge_metadata is not None and method_name(rpc).startswith(BRIDGE_PREFIX):
+            return self.bridge_metadata
+        return self.metadata
+
+
+Metadata = tuple[tuple[str, str], ...] | None
+BRIDGE_PREFIX = "/mcptasks.v1.BridgeService/"
+
+
+def _bearer(token: str | None) -> Metadata:
+    return (("authorization", f"Bearer {token}"),) if token else None
 
 
 def method_name(rpc: Callable[..., Any]) -> str:

@@ -38,6 +38,9 @@ class GrpcTaskStore(TaskStore):
     ```
 
     Tasks it creates belong to `owner` (`list_tasks` lists that owner's tasks).
+    It plays both roles (a worker's updates, a server's listing, cancelling and waiting
+    for results): against a service with a token per role, give `token` the worker's
+    and `bridge_token` the bridge's.
     A result given to `store_result` is sent with the completion that follows
     it (the service stores a result and the completed status in one change).
     `notify_update` has nothing to do: the service wakes every waiter itself
@@ -51,6 +54,7 @@ class GrpcTaskStore(TaskStore):
         *,
         owner: str = "taskservice-client",
         token: str | None = None,
+        bridge_token: str | None = None,
         tls: TLSConfig | bool = False,
         retry: RetryPolicy | None = None,
         rpc_timeout: float = 30.0,
@@ -62,6 +66,7 @@ class GrpcTaskStore(TaskStore):
         self.owner = owner
         self._options: dict[str, Any] = {
             "token": token,
+            "bridge_token": bridge_token,
             "tls": tls,
             "retry": retry or RetryPolicy(give_up_after=30.0),
             "rpc_timeout": rpc_timeout,
