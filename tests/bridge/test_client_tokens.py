@@ -47,9 +47,8 @@ ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "appl
 
 
 @contextlib.asynccontextmanager
-async def bridge_with_tokens(tokens: ClientTokens | None = None) -> AsyncIterator[str]:
-    """A service, a worker serving `hello`, and an HTTP bridge that wants `tokens` (TOKENS unless
-    given); yields its URL."""
+async def service_with_worker() -> AsyncIterator[str]:
+    """A service and a worker serving `hello`, registered; yields the service's target."""
     async with running_service() as svc:
         worker = Worker(svc.target, name="tokens-worker")
 
@@ -57,22 +56,38 @@ async def bridge_with_tokens(tokens: ClientTokens | None = None) -> AsyncIterato
         async def hello(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> types.CallToolResult:
             return types.CallToolResult(content=[types.TextContent(type="text", text="hello")])
 
-        bridge = McpBridge(svc.target)
-        http = HttpBridgeServer(bridge, "127.0.0.1:0", tokens=tokens or ClientTokens(dict(TOKENS)))
-        await bridge.start()
-        serving = asyncio.create_task(http.serve())
-        try:
-            async with running_worker(worker):
-                calls = BridgeCalls(svc.target)
-                try:
-                    await calls.wait_for_tools("hello")
-                finally:
-                    await calls.close()
-                yield f"http://127.0.0.1:{http.port}/mcp"
-        finally:
-            http.stop()
-            await asyncio.wait_for(serving, WAIT)
-            await bridge.close()
+        async with running_worker(worker):
+            calls = BridgeCalls(svc.target)
+            try:
+                await calls.wait_for_tools("hello")
+            finally:
+                await calls.close()
+            yield svc.target
+
+
+@contextlib.asynccontextmanager
+async def http_bridge(target: str, tokens: ClientTokens) -> AsyncIterator[str]:
+    """An HTTP bridge in front of `target` that wants `tokens`; yields its URL."""
+    bridge = McpBridge(target)
+    http = HttpBridgeServer(bridge, "127.0.0.1:0", tokens=tokens)
+    await bridge.start()
+    serving = asyncio.create_task(http.serve())
+    try:
+        yield f"http://127.0.0.1:{http.port}/mcp"
+    finally:
+        http.stop()
+        await asyncio.wait_for(serving, WAIT)
+        await bridge.close()
+
+
+@contextlib.asynccontextmanager
+async def bridge_with_tokens(tokens: ClientTokens | None = None) -> AsyncIterator[str]:
+    """service_with_worker and one http_bridge that wants `tokens` (TOKENS unless given)."""
+    async with (
+        service_with_worker() as target,
+        http_bridge(target, tokens or ClientTokens(dict(TOKENS))) as url,
+    ):
+        yield url
 
 
 async def test_a_request_without_a_known_token_is_401_with_a_bearer_challenge() -> None:
@@ -112,6 +127,23 @@ async def _a_principals_tasks_outlive_its_session_and_nobody_else_sees_them(url:
             with pytest.raises(McpError) as caught:
                 await other.experimental.get_task(task_id)
             assert caught.value.error.code == types.INVALID_PARAMS
+
+
+async def test_a_principal_finds_its_tasks_through_another_bridge_of_the_service() -> None:
+    tokens = ClientTokens(dict(TOKENS))
+    async with (
+        service_with_worker() as target,
+        http_bridge(target, tokens) as first,
+        http_bridge(target, tokens) as second,
+        mcp_client(first, wait=WAIT, token=TOKENS["alice"]) as on_first,
+        mcp_client(second, wait=WAIT, token=TOKENS["alice"]) as on_second,
+    ):
+        with anyio.fail_after(WAIT):
+            created = await on_first.experimental.call_tool_as_task("hello", {})
+            listed = await on_second.experimental.list_tasks()
+            assert [t.taskId for t in listed.tasks] == [created.task.taskId]
+            result = await on_second.experimental.get_task_result(created.task.taskId, types.CallToolResult)
+            assert result.content == [types.TextContent(type="text", text="hello")]
 
 
 async def test_an_mcp_session_stays_with_the_principal_that_opened_it() -> None:
