@@ -1,8 +1,9 @@
-"""An MCP client over streamable HTTP for the end-to-end tests that drive a bridge by URL: mcp
-1.30's real ClientSession, initialized, answering every elicitation with the name Grace."""
+"""MCP over streamable HTTP for the end-to-end tests: an HTTP bridge in front of a service, and
+mcp 1.30's real ClientSession, initialized, answering every elicitation with the name Grace."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import warnings
 from collections.abc import AsyncIterator
@@ -15,7 +16,28 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client  # what streamable_http_client uses itself
 from mcp.shared.context import RequestContext
 
+from taskservice.bridge import HttpBridgeServer, McpBridge
+from taskservice.bridge.auth import ClientTokens
+
 NAME = "Grace"
+
+
+@contextlib.asynccontextmanager
+async def http_bridge(
+    target: str, tokens: ClientTokens | None = None, *, wait: float = 10.0
+) -> AsyncIterator[str]:
+    """An MCP bridge (streamable HTTP on a free loopback port) in front of the service at
+    `target`, wanting client `tokens` if given; yields its URL."""
+    bridge = McpBridge(target)
+    http = HttpBridgeServer(bridge, "127.0.0.1:0", tokens=tokens)
+    await bridge.start()
+    serving = asyncio.create_task(http.serve())
+    try:
+        yield f"http://127.0.0.1:{http.port}/mcp"
+    finally:
+        http.stop()
+        await asyncio.wait_for(serving, wait)
+        await bridge.close()
 
 
 async def answer_name(

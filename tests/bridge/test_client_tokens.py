@@ -7,7 +7,6 @@ with the principal that opened it. mcp 1.30's real ClientSession drives the flow
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shlex
 from collections.abc import AsyncIterator
@@ -22,12 +21,11 @@ from mcp.shared.exceptions import McpError
 from taskservice_client import RemoteTaskContext, Worker
 from taskservice_client.testing import running_worker
 
-from taskservice.bridge import HttpBridgeServer, McpBridge
 from taskservice.bridge.auth import ClientTokens, owner_of
 from taskservice.cli import build_parser
 from taskservice.testing import running_service
 
-from ..mcp_http import mcp_client
+from ..mcp_http import http_bridge, mcp_client
 from ..readme.readme_blocks import fenced, section
 from ..scaleout.support import BridgeCalls
 
@@ -63,21 +61,6 @@ async def service_with_worker() -> AsyncIterator[str]:
             finally:
                 await calls.close()
             yield svc.target
-
-
-@contextlib.asynccontextmanager
-async def http_bridge(target: str, tokens: ClientTokens) -> AsyncIterator[str]:
-    """An HTTP bridge in front of `target` that wants `tokens`; yields its URL."""
-    bridge = McpBridge(target)
-    http = HttpBridgeServer(bridge, "127.0.0.1:0", tokens=tokens)
-    await bridge.start()
-    serving = asyncio.create_task(http.serve())
-    try:
-        yield f"http://127.0.0.1:{http.port}/mcp"
-    finally:
-        http.stop()
-        await asyncio.wait_for(serving, WAIT)
-        await bridge.close()
 
 
 @contextlib.asynccontextmanager

@@ -7,19 +7,14 @@ reaching the running tool.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-
 import anyio
 from mcp import types
 from taskservice_client import RemoteTaskContext
 
-from taskservice.bridge import HttpBridgeServer, McpBridge
 from taskservice.domain.model import TaskStatus
 from taskservice.testing import RunningService
 
-from ..mcp_http import mcp_client
+from ..mcp_http import http_bridge, mcp_client
 from .support import (
     WAIT,
     BridgeCalls,
@@ -41,21 +36,6 @@ async def bridge_calls_wait_for_tools(replica: RunningService, *names: str) -> N
         await calls.close()
 
 
-@contextlib.asynccontextmanager
-async def bridge_on(replica: RunningService) -> AsyncIterator[str]:
-    """An MCP bridge (streamable HTTP) in front of one replica; yields its URL."""
-    bridge = McpBridge(replica.target)
-    http = HttpBridgeServer(bridge, "127.0.0.1:0")
-    await bridge.start()
-    serving = asyncio.create_task(http.serve())
-    try:
-        yield f"http://127.0.0.1:{http.port}/mcp"
-    finally:
-        http.stop()
-        await asyncio.wait_for(serving, WAIT)
-        await bridge.close()
-
-
 async def test_every_task_flow_with_the_client_on_b_and_the_worker_on_a(
     replicas: Replicas, redis_url: str
 ) -> None:
@@ -74,7 +54,11 @@ async def test_every_task_flow_with_the_client_on_b_and_the_worker_on_a(
         finally:
             stopped.set()
 
-    async with running(worker), bridge_on(b) as url, mcp_client(url, wait=WAIT) as session:
+    async with (
+        running(worker),
+        http_bridge(b.target, wait=WAIT) as url,
+        mcp_client(url, wait=WAIT) as session,
+    ):
         await bridge_calls_wait_for_tools(b, "ask", "forever")  # the worker registers on A
         with anyio.fail_after(WAIT):
             assert {"ask", "forever"} <= {t.name for t in (await session.list_tools()).tools}
