@@ -31,6 +31,10 @@ class BridgeServiceStub(object):
     It is separate from TaskService so that a worker's credentials cannot read
     other tasks or answer for the client. Every call names the `owner` (the MCP
     session or authenticated principal); a task of another owner is NOT_FOUND.
+
+    A service started with `--bridge-token` wants that token on every call, as the
+    metadata `authorization: Bearer <token>`: UNAUTHENTICATED without it or with an
+    unknown one, PERMISSION_DENIED with the TaskService's token.
     """
 
     def __init__(self, channel):
@@ -97,6 +101,10 @@ class BridgeServiceServicer(object):
     It is separate from TaskService so that a worker's credentials cannot read
     other tasks or answer for the client. Every call names the `owner` (the MCP
     session or authenticated principal); a task of another owner is NOT_FOUND.
+
+    A service started with `--bridge-token` wants that token on every call, as the
+    metadata `authorization: Bearer <token>`: UNAUTHENTICATED without it or with an
+    unknown one, PERMISSION_DENIED with the TaskService's token.
     """
 
     def CreateTask(self, request, context):
@@ -239,6 +247,10 @@ class BridgeService(object):
     It is separate from TaskService so that a worker's credentials cannot read
     other tasks or answer for the client. Every call names the `owner` (the MCP
     session or authenticated principal); a task of another owner is NOT_FOUND.
+
+    A service started with `--bridge-token` wants that token on every call, as the
+    metadata `authorization: Bearer <token>`: UNAUTHENTICATED without it or with an
+    unknown one, PERMISSION_DENIED with the TaskService's token.
     """
 
     @staticmethod

@@ -23,6 +23,10 @@ class BridgeServiceStub:
     It is separate from TaskService so that a worker's credentials cannot read
     other tasks or answer for the client. Every call names the `owner` (the MCP
     session or authenticated principal); a task of another owner is NOT_FOUND.
+
+    A service started with `--bridge-token` wants that token on every call, as the
+    metadata `authorization: Bearer <token>`: UNAUTHENTICATED without it or with an
+    unknown one, PERMISSION_DENIED with the TaskService's token.
     """
 
     def __init__(self, channel: typing.Union[grpc.Channel, grpc.aio.Channel]) -> None: ...
@@ -97,6 +101,10 @@ class BridgeServiceAsyncStub:
     It is separate from TaskService so that a worker's credentials cannot read
     other tasks or answer for the client. Every call names the `owner` (the MCP
     session or authenticated principal); a task of another owner is NOT_FOUND.
+
+    A service started with `--bridge-token` wants that token on every call, as the
+    metadata `authorization: Bearer <token>`: UNAUTHENTICATED without it or with an
+    unknown one, PERMISSION_DENIED with the TaskService's token.
     """
 
     CreateTask: grpc.aio.UnaryUnaryMultiCallable[
@@ -170,6 +178,10 @@ class BridgeServiceServicer(metaclass=abc.ABCMeta):
     It is separate from TaskService so that a worker's credentials cannot read
     other tasks or answer for the client. Every call names the `owner` (the MCP
     session or authenticated principal); a task of another owner is NOT_FOUND.
+
+    A service started with `--bridge-token` wants that token on every call, as the
+    metadata `authorization: Bearer <token>`: UNAUTHENTICATED without it or with an
+    unknown one, PERMISSION_DENIED with the TaskService's token.
     """
 
     @abc.abstractmethod

@@ -32,6 +32,10 @@ class TaskServiceStub(object):
     the id (128 random bits) is the capability. Everything a call changes is
     stored before the call answers, and every stream is a view of stored state,
     so a worker that reconnects picks up where it was.
+
+    A service started with `--worker-token` wants that token on every call, as the
+    metadata `authorization: Bearer <token>`: UNAUTHENTICATED without it or with an
+    unknown one, PERMISSION_DENIED with the BridgeService's token.
     """
 
     def __init__(self, channel):
@@ -149,6 +153,10 @@ class TaskServiceServicer(object):
     the id (128 random bits) is the capability. Everything a call changes is
     stored before the call answers, and every stream is a view of stored state,
     so a worker that reconnects picks up where it was.
+
+    A service started with `--worker-token` wants that token on every call, as the
+    metadata `authorization: Bearer <token>`: UNAUTHENTICATED without it or with an
+    unknown one, PERMISSION_DENIED with the BridgeService's token.
     """
 
     def GetTask(self, request, context):
@@ -432,6 +440,10 @@ class TaskService(object):
     the id (128 random bits) is the capability. Everything a call changes is
     stored before the call answers, and every stream is a view of stored state,
     so a worker that reconnects picks up where it was.
+
+    A service started with `--worker-token` wants that token on every call, as the
+    metadata `authorization: Bearer <token>`: UNAUTHENTICATED without it or with an
+    unknown one, PERMISSION_DENIED with the BridgeService's token.
     """
 
     @staticmethod

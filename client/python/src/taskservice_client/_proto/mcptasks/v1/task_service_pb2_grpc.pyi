@@ -24,6 +24,10 @@ class TaskServiceStub:
     the id (128 random bits) is the capability. Everything a call changes is
     stored before the call answers, and every stream is a view of stored state,
     so a worker that reconnects picks up where it was.
+
+    A service started with `--worker-token` wants that token on every call, as the
+    metadata `authorization: Bearer <token>`: UNAUTHENTICATED without it or with an
+    unknown one, PERMISSION_DENIED with the BridgeService's token.
     """
 
     def __init__(self, channel: typing.Union[grpc.Channel, grpc.aio.Channel]) -> None: ...
@@ -183,6 +187,10 @@ class TaskServiceAsyncStub:
     the id (128 random bits) is the capability. Everything a call changes is
     stored before the call answers, and every stream is a view of stored state,
     so a worker that reconnects picks up where it was.
+
+    A service started with `--worker-token` wants that token on every call, as the
+    metadata `authorization: Bearer <token>`: UNAUTHENTICATED without it or with an
+    unknown one, PERMISSION_DENIED with the BridgeService's token.
     """
 
     GetTask: grpc.aio.UnaryUnaryMultiCallable[
@@ -341,6 +349,10 @@ class TaskServiceServicer(metaclass=abc.ABCMeta):
     the id (128 random bits) is the capability. Everything a call changes is
     stored before the call answers, and every stream is a view of stored state,
     so a worker that reconnects picks up where it was.
+
+    A service started with `--worker-token` wants that token on every call, as the
+    metadata `authorization: Bearer <token>`: UNAUTHENTICATED without it or with an
+    unknown one, PERMISSION_DENIED with the BridgeService's token.
     """
 
     @abc.abstractmethod
