@@ -214,21 +214,41 @@ class TaskManager:
         if task.worker_id:
             await self.store.changes.publish((room_key(task.worker_id),))
 
-    async def update_status(self, task_id: str, message: str, *, notify: bool = True) -> TaskRecord:
+    @staticmethod
+    def _under_lease(task: TaskRecord, lease_id: str) -> None:
+        """A worker's call that names its lease acts only while the task is held under it: not
+        once the task went back to the queue or to another worker (this one was declared lost)."""
+        if lease_id and task.lease_id != lease_id:
+            why = "the task went to another worker" if task.lease_id else "the task went back to the queue"
+            raise LeaseNotHeld(lease_id, why)
+
+    async def update_status(
+        self, task_id: str, message: str, *, notify: bool = True, lease_id: str = ""
+    ) -> TaskRecord:
         def change(task: TaskRecord) -> TaskRecord:
+            self._under_lease(task, lease_id)
             self._require(task, task.status, "update its status")
             return self._changed(task, status_message=message, notify=notify)
 
         return await self.store.update_task(task_id, change)
 
     async def _end(
-        self, task_id: str, status: TaskStatus, wanted: str, *, owner: str | None = None, **changes: object
+        self,
+        task_id: str,
+        status: TaskStatus,
+        wanted: str,
+        *,
+        owner: str | None = None,
+        lease_id: str = "",
+        **changes: object,
     ) -> TaskRecord:
-        """Make a task terminal (as `owner` sees it, when given) and tell its worker."""
+        """Make a task terminal (as `owner` sees it, or under `lease_id`, when given) and tell
+        its worker."""
 
         def change(task: TaskRecord) -> TaskRecord:
             if owner is not None:
                 self._visible(task_id, task, owner)
+            self._under_lease(task, lease_id)
             self._require(task, status, wanted)
             return self._changed(task, status=status, dispatch=Dispatch.DONE, **changes)
 
@@ -236,11 +256,17 @@ class TaskManager:
         await self._finish(task)
         return task
 
-    async def complete(self, task_id: str, result: JsonObject, *, notify: bool = True) -> TaskRecord:
-        return await self._end(task_id, TaskStatus.COMPLETED, "complete", result=result, notify=notify)
+    async def complete(
+        self, task_id: str, result: JsonObject, *, notify: bool = True, lease_id: str = ""
+    ) -> TaskRecord:
+        return await self._end(
+            task_id, TaskStatus.COMPLETED, "complete", lease_id=lease_id, result=result, notify=notify
+        )
 
-    async def fail(self, task_id: str, error: str, *, notify: bool = True) -> TaskRecord:
-        return await self._end(task_id, TaskStatus.FAILED, "fail", status_message=error, notify=notify)
+    async def fail(self, task_id: str, error: str, *, notify: bool = True, lease_id: str = "") -> TaskRecord:
+        return await self._end(
+            task_id, TaskStatus.FAILED, "fail", lease_id=lease_id, status_message=error, notify=notify
+        )
 
     async def cancel(self, owner: str, task_id: str, reason: str = "") -> TaskRecord:
         return await self._end(

@@ -65,7 +65,10 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
     ) -> pb.UpdateStatusResponse:
         async with grpc_errors(context):
             task = await self.manager.update_status(
-                required(request.task_id, "task_id"), request.status_message, notify=notify_flag(request)
+                required(request.task_id, "task_id"),
+                request.status_message,
+                notify=notify_flag(request),
+                lease_id=request.lease_id,
             )
             return pb.UpdateStatusResponse(task=task_message(task))
 
@@ -75,7 +78,10 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             result = self.payloads.object(request, "result", required=True)
             assert result is not None
             task = await self.manager.complete(
-                task_id, mcp_payloads.call_tool_result(result), notify=notify_flag(request)
+                task_id,
+                mcp_payloads.call_tool_result(result),
+                notify=notify_flag(request),
+                lease_id=request.lease_id,
             )
             return pb.CompleteResponse(task=task_message(task))
 
@@ -85,6 +91,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
                 required(request.task_id, "task_id"),
                 required(request.error, "error"),
                 notify=notify_flag(request),
+                lease_id=request.lease_id,
             )
             return pb.FailResponse(task=task_message(task))
 

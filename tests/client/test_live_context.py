@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import anyio
 import pytest
 from mcp import types
 from mcp.shared.exceptions import McpError
-from taskservice_client import RemoteTaskContext
+from taskservice_client import RemoteTaskContext, TaskServiceRejected
 from taskservice_client._convert import dict_to_struct, struct_to_dict
 from taskservice_client._proto.mcptasks.v1 import task_pb2
 
@@ -499,3 +500,57 @@ async def test_missing_client_capability_raises_mcp_error_before_asking(
     assert text_of(result) == "refused"
     assert (raised[0].error.code, raised[0].error.message) == (code, message)
     assert stored.requests == ()
+
+
+async def test_the_worker_names_its_lease_so_a_task_held_by_another_is_not_changed(
+    service: RunningService, bridge: Bridge
+) -> None:
+    """While the tool runs, the task passes to another holder (as when the service declared this
+    worker lost and gave the task to another): the tool's status change and its outcome,
+    made under its own lease, are refused and change nothing."""
+    worker = make_worker(service.target)
+    started, moved, dropped = anyio.Event(), anyio.Event(), anyio.Event()
+    refused: list[str] = []
+
+    class Dropped(logging.Handler):
+        """The worker logs the outcome it could not store (on the loop's thread)."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if "outcome not stored" in record.getMessage():
+                refused.append(record.getMessage())
+                dropped.set()
+
+    handler = Dropped(logging.INFO)
+    logger = logging.getLogger("taskservice_client")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    @worker.tool()
+    async def slow(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        started.set()
+        await moved.wait()
+        try:
+            await ctx.update_status("still mine?")
+        except TaskServiceRejected as error:
+            refused.append(str(error))
+        return "the late result"
+
+    try:
+        async with running(worker):
+            task_id = await bridge.create("slow", {})
+            with anyio.fail_after(WAIT):
+                await started.wait()
+            await service.manager.store.update_task(task_id, lambda task: task.replace(lease_id="another"))
+            moved.set()
+            with anyio.fail_after(WAIT):
+                await dropped.wait()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    task = await service.manager.store.get_task(task_id)
+    assert task is not None
+    assert (task.status.value, task.status_message, task.result) == ("working", "", None)
+    assert len(refused) == 2, refused  # the status change, then the outcome
+    assert "the task went to another worker (FAILED_PRECONDITION)" in refused[0]
+    assert f"task {task_id}: outcome not stored: /mcptasks.v1.TaskService/Complete: lease" in refused[1]

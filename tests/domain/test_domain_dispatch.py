@@ -549,3 +549,53 @@ async def test_a_restart_does_not_count_its_downtime_against_leases(
     clock.advance(limits.lease_ttl_ms)  # ...and then goes silent for a whole lease
     await after.sweep()
     assert (await stored(store, task.task_id)).status is TaskStatus.FAILED
+
+
+async def test_a_lost_workers_late_changes_under_its_lease_are_refused(
+    manager: TaskManager, store: TaskStore, clock: FakeClock, limits: ServiceLimits
+) -> None:
+    """The lost worker's tool was still running: its status changes and its outcome name its
+    lease, which the re-queued task no longer has; the new holder's go through."""
+    lost = await manager.register_worker([SAFE], name="alpha")
+    task = await manager.create_task(OWNER, "safe")
+    [old] = await run_on(manager, lost.worker_id, 1)
+    await manager.update_status(task.task_id, "under the first lease", lease_id=old.lease_id)
+
+    clock.advance(limits.lease_ttl_ms + 1)
+    await manager.sweep()
+    with pytest.raises(LeaseNotHeld, match="went back to the queue"):
+        await manager.complete(task.task_id, {"content": []}, lease_id=old.lease_id)
+
+    rescuer = await manager.register_worker([SAFE], name="beta")
+    [new] = await run_on(manager, rescuer.worker_id, 1)
+    for late in (
+        manager.update_status(task.task_id, "late", lease_id=old.lease_id),
+        manager.complete(
+            task.task_id, {"content": [{"type": "text", "text": "late"}]}, lease_id=old.lease_id
+        ),
+        manager.fail(task.task_id, "late", lease_id=old.lease_id),
+    ):
+        with pytest.raises(LeaseNotHeld, match="went to another worker"):
+            await late
+    held = await stored(store, task.task_id)
+    assert (held.status, held.status_message, held.lease_id) == (
+        TaskStatus.WORKING,
+        "under the first lease",
+        new.lease_id,
+    )
+
+    await manager.update_status(task.task_id, "under the second lease", lease_id=new.lease_id)
+    done = await manager.complete(
+        task.task_id, {"content": [{"type": "text", "text": "ok"}]}, lease_id=new.lease_id
+    )
+    assert done.status is TaskStatus.COMPLETED
+    assert done.result == {"content": [{"type": "text", "text": "ok"}]}
+    with pytest.raises(InvalidTransition):  # its own retried Complete: the status is final
+        await manager.complete(task.task_id, {"content": []}, lease_id=new.lease_id)
+
+
+async def test_a_change_without_a_lease_goes_by_task_id_as_before(manager: TaskManager) -> None:
+    """The SDK's TaskStore and a task's creator running the work itself name no lease."""
+    task = await manager.create_task(OWNER)
+    await manager.update_status(task.task_id, "by id")
+    assert (await manager.complete(task.task_id, {"content": []})).status is TaskStatus.COMPLETED

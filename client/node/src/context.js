@@ -55,8 +55,15 @@ export class RemoteTaskContext {
   #halt = new AbortController(); // ends the waits and calls: the task is out of our hands
   #onCancel;
 
-  constructor({ task, client, toolName = "", meta = {}, onCancel = null }) {
+  #leaseId;
+
+  /**
+   * `leaseId`: the assignment's lease, which the status changes and the outcome name, so
+   * that a worker declared lost cannot change a task another worker now runs.
+   */
+  constructor({ task, client, toolName = "", meta = {}, onCancel = null, leaseId = "" }) {
     this.#client = client;
+    this.#leaseId = leaseId;
     this.#message = task;
     this.#task = taskFromProto(task);
     this.#onCancel = onCancel;
@@ -143,13 +150,19 @@ export class RemoteTaskContext {
       task_id: this.taskId,
       status_message: String(message),
       notify,
+      lease_id: this.#leaseId,
     });
     this._observe(response.task);
   }
 
   /** Mark the task completed with `result` (an MCP `CallToolResult`, or what a tool may return). */
   async complete(result, { notify = true } = {}) {
-    const request = { task_id: this.taskId, result: toStruct(callToolResult(result)), notify };
+    const request = {
+      task_id: this.taskId,
+      result: toStruct(callToolResult(result)),
+      notify,
+      lease_id: this.#leaseId,
+    };
     try {
       this._observe((await this.#unary("Complete", request)).task);
     } catch (error) {
@@ -159,7 +172,7 @@ export class RemoteTaskContext {
 
   /** Mark the task failed with an error message (an Error gives its message). */
   async fail(error, { notify = true } = {}) {
-    const request = { task_id: this.taskId, error: messageOf(error) || "failed", notify };
+    const request = { task_id: this.taskId, error: messageOf(error) || "failed", notify, lease_id: this.#leaseId };
     try {
       this._observe((await this.#unary("Fail", request)).task);
     } catch (rejected) {

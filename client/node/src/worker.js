@@ -449,6 +449,7 @@ export class Worker {
       toolName: entry.assignment.tool_name,
       meta: fromStruct(entry.assignment.meta),
       onCancel: () => entry.stop("cancelled"),
+      leaseId: entry.leaseId,
     });
     entry.ctx = ctx;
     if (entry.stopReason !== null) ctx._stop(entry.stopReason);

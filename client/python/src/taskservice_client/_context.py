@@ -78,9 +78,13 @@ class RemoteTaskContext:
         task: Task,
         client: ServiceClient,
         on_cancel: Callable[[], None] | None = None,
+        lease_id: str = "",
     ) -> None:
+        """`lease_id`: the assignment's lease, which the status changes and the outcome name,
+        so that a worker declared lost cannot change a task another worker now runs."""
         self._task = task
         self._client = client
+        self._lease_id = lease_id
         self._cancelled = False
         self._on_cancel = on_cancel
         # Set once the work completes or fails the task itself: its end is not a loss.
@@ -145,7 +149,9 @@ class RemoteTaskContext:
         """
         response = await self._client.unary(
             self._client.tasks.UpdateStatus,
-            pb.UpdateStatusRequest(task_id=self.task_id, status_message=message, notify=notify),
+            pb.UpdateStatusRequest(
+                task_id=self.task_id, status_message=message, notify=notify, lease_id=self._lease_id
+            ),
             pb.UpdateStatusResponse,
         )
         self._observe(response.task)
@@ -157,7 +163,9 @@ class RemoteTaskContext:
             result: The task result (an MCP `CallToolResult`)
             notify: Whether to send a notification to the client
         """
-        request = pb.CompleteRequest(task_id=self.task_id, result=model_struct(result), notify=notify)
+        request = pb.CompleteRequest(
+            task_id=self.task_id, result=model_struct(result), notify=notify, lease_id=self._lease_id
+        )
         await self._end(self._client.tasks.Complete, request, pb.CompleteResponse, "completed")
 
     async def fail(self, error: str, *, notify: bool = True) -> None:
@@ -167,7 +175,9 @@ class RemoteTaskContext:
             error: The error message
             notify: Whether to send a notification to the client
         """
-        request = pb.FailRequest(task_id=self.task_id, error=error or "failed", notify=notify)
+        request = pb.FailRequest(
+            task_id=self.task_id, error=error or "failed", notify=notify, lease_id=self._lease_id
+        )
         await self._end(self._client.tasks.Fail, request, pb.FailResponse, "failed")
 
     async def _end(

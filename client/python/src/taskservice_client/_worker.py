@@ -554,6 +554,7 @@ class Worker:
             task=task_from_proto(entry.assignment.task),
             client=client,
             on_cancel=lambda: entry.stop("cancelled"),
+            lease_id=entry.lease_id,
         )
         entry.ctx = ctx
         arguments = struct_to_dict(entry.assignment.arguments)

@@ -22,14 +22,16 @@ class GetTaskResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ...) -> None: ...
 
 class UpdateStatusRequest(_message.Message):
-    __slots__ = ("task_id", "status_message", "notify")
+    __slots__ = ("task_id", "status_message", "notify", "lease_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     NOTIFY_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status_message: str
     notify: bool
-    def __init__(self, task_id: _Optional[str] = ..., status_message: _Optional[str] = ..., notify: bool = ...) -> None: ...
+    lease_id: str
+    def __init__(self, task_id: _Optional[str] = ..., status_message: _Optional[str] = ..., notify: bool = ..., lease_id: _Optional[str] = ...) -> None: ...
 
 class UpdateStatusResponse(_message.Message):
     __slots__ = ("task",)
@@ -38,14 +40,16 @@ class UpdateStatusResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ...) -> None: ...
 
 class CompleteRequest(_message.Message):
-    __slots__ = ("task_id", "result", "notify")
+    __slots__ = ("task_id", "result", "notify", "lease_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     NOTIFY_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     result: _struct_pb2.Struct
     notify: bool
-    def __init__(self, task_id: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., notify: bool = ...) -> None: ...
+    lease_id: str
+    def __init__(self, task_id: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., notify: bool = ..., lease_id: _Optional[str] = ...) -> None: ...
 
 class CompleteResponse(_message.Message):
     __slots__ = ("task",)
@@ -54,14 +58,16 @@ class CompleteResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ...) -> None: ...
 
 class FailRequest(_message.Message):
-    __slots__ = ("task_id", "error", "notify")
+    __slots__ = ("task_id", "error", "notify", "lease_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     NOTIFY_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     error: str
     notify: bool
-    def __init__(self, task_id: _Optional[str] = ..., error: _Optional[str] = ..., notify: bool = ...) -> None: ...
+    lease_id: str
+    def __init__(self, task_id: _Optional[str] = ..., error: _Optional[str] = ..., notify: bool = ..., lease_id: _Optional[str] = ...) -> None: ...
 
 class FailResponse(_message.Message):
     __slots__ = ("task",)
