@@ -8,6 +8,8 @@ import datetime
 import ipaddress
 from pathlib import Path
 
+import grpc
+import grpc.aio
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -122,3 +124,13 @@ def make_certs(folder: Path) -> Certs:
         path.write_bytes(data)
         paths[name] = path
     return Certs(**paths)
+
+
+def secure_channel(target: str, certs: Certs, *, client: bool = False) -> grpc.aio.Channel:
+    """A TLS channel that trusts the test CA; with `client`, presenting the client certificate."""
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=certs.read("ca"),
+        private_key=certs.read("client_key") if client else None,
+        certificate_chain=certs.read("client_cert") if client else None,
+    )
+    return grpc.aio.secure_channel(target, credentials)

@@ -184,7 +184,7 @@ class BridgeServer(Server[Any, Any]):
         )
 
 
-class _WithMetadata:
+class WithMetadata:
     """A stub whose every call carries `metadata` (the bridge's token)."""
 
     def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...]) -> None:
@@ -227,7 +227,7 @@ class McpBridge:
             )
             stub: Any = bridge_service_pb2_grpc.BridgeServiceStub(self.channel)
             if token:
-                stub = _WithMetadata(stub, (("authorization", f"Bearer {token}"),))
+                stub = WithMetadata(stub, (("authorization", f"Bearer {token}"),))
             service = cast("bridge_service_pb2_grpc.BridgeServiceAsyncStub", stub)
         self.service = service
         self.server: Server[Any, Any] = BridgeServer(name, version=__version__)

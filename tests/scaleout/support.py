@@ -19,6 +19,7 @@ from taskservice_client._convert import dict_to_struct, struct_to_dict
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 from taskservice_client.testing import running_worker
 
+from taskservice.bridge.server import WithMetadata
 from taskservice.domain.model import RequestState, TaskRecord
 from taskservice.store.redis import RedisTaskStore
 
@@ -38,17 +39,22 @@ bpb = bridge_service_pb2
 
 
 class BridgeCalls:
-    """What an MCP bridge asks of the service, against one replica (any gRPC target)."""
+    """What an MCP bridge asks of the service, against one replica (any gRPC target); over
+    `channel` when given (a TLS one: the caller closes it), with the bridge `token` if any."""
 
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.aio.insecure_channel(target)
-        self.stub = cast(
-            "bridge_service_pb2_grpc.BridgeServiceAsyncStub",
-            bridge_service_pb2_grpc.BridgeServiceStub(self.channel),
-        )
+    def __init__(
+        self, target: str, *, channel: grpc.aio.Channel | None = None, token: str | None = None
+    ) -> None:
+        self._owned = channel is None
+        self.channel = channel if channel is not None else grpc.aio.insecure_channel(target)
+        stub: Any = bridge_service_pb2_grpc.BridgeServiceStub(self.channel)
+        if token:
+            stub = WithMetadata(stub, (("authorization", f"Bearer {token}"),))
+        self.stub = cast("bridge_service_pb2_grpc.BridgeServiceAsyncStub", stub)
 
     async def close(self) -> None:
-        await self.channel.close(None)
+        if self._owned:
+            await self.channel.close(None)
 
     async def wait_for_tools(self, *names: str) -> None:
         """Return once workers (on any replica) serve every one of these tools."""

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
-import anyio
 import grpc
 import grpc.aio
 import pytest
@@ -27,8 +26,9 @@ from taskservice_client.testing import running_worker
 from taskservice.grpc_api.auth import ServerTLS, Tokens, bearer
 from taskservice.testing import RunningService, running_service
 
-from ..certs import Certs, make_certs
-from .support import OWNER, TOOL_RESULT, WAIT, bounded, bpb, pb, rich_error, to_dict, to_struct, tool
+from ..certs import Certs, make_certs, secure_channel
+from ..scaleout.support import BridgeCalls
+from .support import OWNER, TOOL_RESULT, WAIT, bounded, bpb, pb, rich_error, to_struct, tool
 
 WORKER_TOKEN = "w-0123456789abcdef"
 BRIDGE_TOKEN = "b-fedcba9876543210"
@@ -221,37 +221,12 @@ def _worker(target: str, **options: Any) -> Worker:
     return worker
 
 
-async def _run_one_task(channel: grpc.aio.Channel) -> bpb.TaskOutcome:
-    """Create an `echo` task as a bridge would (bridge token) and wait for its outcome."""
-    stubs = Stubs(channel)
-    with anyio.fail_after(WAIT):
-        while True:
-            tools = await stubs.bridge.ListTools(bpb.ListToolsRequest(), metadata=auth(BRIDGE_TOKEN))
-            if any(t.name == "echo" for t in tools.tools):
-                break
-            await anyio.sleep(0.02)
-        created = await stubs.bridge.CreateTask(
-            bpb.CreateTaskRequest(owner=OWNER, tool_name="echo", arguments=to_struct({})),
-            metadata=auth(BRIDGE_TOKEN),
-        )
-        events = stubs.bridge.StreamTaskEvents(
-            bpb.StreamTaskEventsRequest(owner=OWNER, task_id=created.task.task_id, skip_changes=True),
-            metadata=auth(BRIDGE_TOKEN),
-        )
-        async for event in events:
-            if event.WhichOneof("event") == "outcome":
-                events.cancel()
-                return cast("bpb.TaskOutcome", event.outcome)
-    raise AssertionError("the stream ended without an outcome")
-
-
-def _secure(target: str, certs: Certs, *, client: bool = False) -> grpc.aio.Channel:
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=certs.read("ca"),
-        private_key=certs.read("client_key") if client else None,
-        certificate_chain=certs.read("client_cert") if client else None,
-    )
-    return grpc.aio.secure_channel(target, credentials)
+async def _run_one_task(
+    target: str, channel: grpc.aio.Channel
+) -> tuple[task_pb2.Task, dict[str, Any] | None]:
+    """Create an `echo` task as a bridge would (bridge token, over `channel`); its outcome."""
+    calls = BridgeCalls(target, channel=channel, token=BRIDGE_TOKEN)
+    return await calls.outcome(await calls.create("echo"))
 
 
 async def test_the_python_worker_runs_a_task_over_tls_with_its_token(certs: Certs) -> None:
@@ -259,10 +234,11 @@ async def test_the_python_worker_runs_a_task_over_tls_with_its_token(certs: Cert
     tokens = Tokens(worker=WORKER_TOKEN, bridge=BRIDGE_TOKEN)
     async with running_service(tokens=tokens, tls=tls) as svc:
         worker = _worker(svc.target, token=WORKER_TOKEN, tls=TLSConfig(server_root_ca_cert=certs.read("ca")))
-        async with running_worker(worker), _secure(svc.target, certs) as channel:
-            outcome = await _run_one_task(channel)
-        assert outcome.task.status == task_pb2.TASK_STATUS_COMPLETED
-        assert to_dict(outcome.result)["content"][0]["text"] == "done over TLS"
+        async with running_worker(worker), secure_channel(svc.target, certs) as channel:
+            task, result = await _run_one_task(svc.target, channel)
+        assert task.status == task_pb2.TASK_STATUS_COMPLETED
+        assert result is not None
+        assert result["content"][0]["text"] == "done over TLS"
 
 
 async def test_a_plaintext_client_gets_nowhere_on_a_tls_service(certs: Certs) -> None:
@@ -277,7 +253,7 @@ async def test_a_plaintext_client_gets_nowhere_on_a_tls_service(certs: Certs) ->
 async def test_mutual_tls_takes_only_clients_with_a_certificate_of_its_ca(certs: Certs) -> None:
     tls = ServerTLS.from_files(str(certs.server_cert), str(certs.server_key), str(certs.ca))
     async with running_service(tls=tls) as svc:
-        async with _secure(svc.target, certs) as anonymous:
+        async with secure_channel(svc.target, certs) as anonymous:
             health: Any = health_pb2_grpc.HealthStub(anonymous)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await health.Check(health_pb2.HealthCheckRequest(), timeout=WAIT)
@@ -290,9 +266,9 @@ async def test_mutual_tls_takes_only_clients_with_a_certificate_of_its_ca(certs:
                 client_private_key=certs.read("client_key"),
             ),
         )
-        async with running_worker(worker), _secure(svc.target, certs, client=True) as channel:
-            outcome = await _run_one_task(channel)
-        assert outcome.task.status == task_pb2.TASK_STATUS_COMPLETED
+        async with running_worker(worker), secure_channel(svc.target, certs, client=True) as channel:
+            task, _ = await _run_one_task(svc.target, channel)
+        assert task.status == task_pb2.TASK_STATUS_COMPLETED
 
 
 def test_server_tls_files_are_checked_when_read(tmp_path: Path, certs: Certs) -> None:
