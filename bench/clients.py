@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 from google.protobuf import struct_pb2
+from taskservice_client._client import Metadata, bearer_metadata
 from taskservice_client._proto.mcptasks.v1 import (
     bridge_service_pb2,
     bridge_service_pb2_grpc,
@@ -84,14 +85,6 @@ async def gather_limited(count: int, limit: int, make: Callable[[int], Awaitable
     return results
 
 
-Metadata = tuple[tuple[str, str], ...] | None
-
-
-def worker_metadata(token: str | None) -> Metadata:
-    """What the worker stub sends with each call when it has a token."""
-    return (("authorization", f"Bearer {token}"),) if token else None
-
-
 async def create_tasks(
     stub: task_service_pb2_grpc.TaskServiceAsyncStub, count: int, metadata: Metadata = None
 ) -> list[str]:
@@ -146,7 +139,7 @@ async def unary(
     channels = {name: channel(target) for name, target in targets.items()}
     try:
         stubs = {name: task_stub(ch) for name, ch in channels.items()}
-        metadata = {name: worker_metadata((tokens or {}).get(name)) for name in targets}
+        metadata = {name: bearer_metadata((tokens or {}).get(name)) for name in targets}
         task_ids = {
             name: await create_tasks(stub, max(levels), metadata[name]) for name, stub in stubs.items()
         }

@@ -301,7 +301,7 @@ async def serve(args: argparse.Namespace) -> None:
     server = TaskServiceServer(manager, args.grpc_listen, tokens=tokens, tls=tls)
     try:
         await server.start()
-    except (OSError, RuntimeError) as exc:  # RuntimeError: gRPC refused the certificate or key
+    except OSError as exc:
         await store.close()
         raise UsageError(str(exc)) from None
     log.info("store: %s", redacted_url(store_url))

@@ -35,6 +35,7 @@ from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
 from mcp.shared.message import ServerMessageMetadata
 from taskservice_client._channel import TLSConfig, open_channel
+from taskservice_client._client import Metadata, bearer_metadata
 from taskservice_client._convert import dump_model, struct_to_dict, task_from_proto
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
@@ -187,7 +188,7 @@ class BridgeServer(Server[Any, Any]):
 class WithMetadata:
     """A stub whose every call carries `metadata` (the bridge's token)."""
 
-    def __init__(self, stub: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+    def __init__(self, stub: Any, metadata: Metadata) -> None:
         self._stub = stub
         self._metadata = metadata
 
@@ -227,7 +228,7 @@ class McpBridge:
             )
             stub: Any = bridge_service_pb2_grpc.BridgeServiceStub(self.channel)
             if token:
-                stub = WithMetadata(stub, (("authorization", f"Bearer {token}"),))
+                stub = WithMetadata(stub, bearer_metadata(token))
             service = cast("bridge_service_pb2_grpc.BridgeServiceAsyncStub", stub)
         self.service = service
         self.server: Server[Any, Any] = BridgeServer(name, version=__version__)

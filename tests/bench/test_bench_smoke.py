@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from taskservice_client._client import Metadata
 
 from bench import procs, report, suites
 
@@ -181,11 +182,11 @@ def test_unary_takes_the_targets_in_a_new_order_each_round(monkeypatch: pytest.M
 
     served: list[str] = []
 
-    async def create_tasks(stub: Channel, count: int, metadata: clients.Metadata) -> list[str]:
+    async def create_tasks(stub: Channel, count: int, metadata: Metadata) -> list[str]:
         return [f"{stub.target}-{i}" for i in range(count)]
 
     async def window(
-        stub: Channel, task_ids: list[str], seconds: float, metadata: clients.Metadata
+        stub: Channel, task_ids: list[str], seconds: float, metadata: Metadata
     ) -> tuple[int, float, list[float]]:
         served.append(stub.target)
         return 10, 1.0, [0.001] * 10

@@ -15,6 +15,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mcp import types
 from taskservice_client import RemoteTaskContext, RetryPolicy, Worker
+from taskservice_client._client import bearer_metadata
 from taskservice_client._convert import dict_to_struct, struct_to_dict
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 from taskservice_client.testing import running_worker
@@ -49,7 +50,7 @@ class BridgeCalls:
         self.channel = channel if channel is not None else grpc.aio.insecure_channel(target)
         stub: Any = bridge_service_pb2_grpc.BridgeServiceStub(self.channel)
         if token:
-            stub = WithMetadata(stub, (("authorization", f"Bearer {token}"),))
+            stub = WithMetadata(stub, bearer_metadata(token))
         self.stub = cast("bridge_service_pb2_grpc.BridgeServiceAsyncStub", stub)
 
     async def close(self) -> None:

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from mcp import types
 from mcp.types import TaskMetadata
 from taskservice_client import GrpcTaskStore, RemoteTaskContext, TaskServiceError, TLSConfig, Worker
+from taskservice_client._client import Metadata, bearer_metadata
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2_grpc, task_pb2, task_service_pb2_grpc
 from taskservice_client.testing import running_worker
 
@@ -34,8 +35,8 @@ WORKER_TOKEN = "w-0123456789abcdef"
 BRIDGE_TOKEN = "b-fedcba9876543210"
 
 
-def auth(token: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {token}"),)
+def auth(token: str) -> Metadata:
+    return bearer_metadata(token)
 
 
 class Stubs:

@@ -70,8 +70,8 @@ class ServiceClient:
         self.channel = open_channel(target, tls=tls, options=channel_options)
         self.retry = retry or RetryPolicy()
         self.rpc_timeout = rpc_timeout
-        self.metadata = _bearer(token)
-        self.bridge_metadata = _bearer(bridge_token) if bridge_token else None
+        self.metadata = bearer_metadata(token)
+        self.bridge_metadata = bearer_metadata(bridge_token) if bridge_token else None
         # The generated stubs are typed for the synchronous API; the calls are made
         # through `unary` and `stream`, which give them their real types.
         self.tasks: Any = task_service_pb2_grpc.TaskServiceStub(self.channel)
@@ -125,7 +125,8 @@ Metadata = tuple[tuple[str, str], ...] | None
 BRIDGE_PREFIX = "/mcptasks.v1.BridgeService/"
 
 
-def _bearer(token: str | None) -> Metadata:
+def bearer_metadata(token: str | None) -> Metadata:
+    """The call metadata that carries `token` (`authorization: Bearer`), None without one."""
     return (("authorization", f"Bearer {token}"),) if token else None
 
 
@@ -137,4 +138,11 @@ def method_name(rpc: Callable[..., Any]) -> str:
     return str(method)
 
 
-__all__ = ["UNARY_RETRYABLE", "ServiceClient", "TaskServiceError", "cancellable", "method_name"]
+__all__ = [
+    "UNARY_RETRYABLE",
+    "ServiceClient",
+    "TaskServiceError",
+    "bearer_metadata",
+    "cancellable",
+    "method_name",
+]
