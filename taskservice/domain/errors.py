@@ -92,6 +92,18 @@ class AlreadyAnswered(DomainError):
         self.request_id = request_id
 
 
+class RequestWithdrawn(DomainError):
+    reason = "REQUEST_WITHDRAWN"
+
+    def __init__(self, task_id: str, request_id: str) -> None:
+        super().__init__(
+            f"request {request_id!r} of task {task_id!r} was withdrawn unanswered: the worker that"
+            " asked it lost the task, whose next run asks its own questions"
+        )
+        self.task_id = task_id
+        self.request_id = request_id
+
+
 class LeaseNotHeld(DomainError):
     reason = "LEASE_NOT_HELD"
 

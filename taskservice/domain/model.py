@@ -111,6 +111,9 @@ class Dispatch(enum.StrEnum):
 class RequestState(enum.StrEnum):
     PENDING = "pending"
     ANSWERED = "answered"
+    # Never answered: the holding that asked lost the task (to the queue or another worker),
+    # and the task's next run asks its own questions.
+    WITHDRAWN = "withdrawn"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -261,9 +264,7 @@ class ToolSpec:
     name: str
     description: str = ""
     title: str = ""
-    input_schema: JsonObject = dataclasses.field(
-        default_factory=lambda: {"type": "object"}
-    )
+    input_schema: JsonObject = dataclasses.field(default_factory=lambda: {"type": "object"})
     output_schema: JsonObject | None = None
     task_support: TaskSupport = TaskSupport.OPTIONAL
     retry_safe: bool = False

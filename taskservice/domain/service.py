@@ -23,6 +23,7 @@ from taskservice.domain.errors import (
     InvalidTransition,
     LeaseNotHeld,
     RequestNotFound,
+    RequestWithdrawn,
     TaskCancelled,
     TaskExists,
     TaskNotFound,
@@ -346,23 +347,25 @@ class TaskManager:
     # ------------------------------------------------------- client requests
 
     async def ask(
-        self, task_id: str, method: str, params: JsonObject, request_id: str = ""
+        self, task_id: str, method: str, params: JsonObject, request_id: str = "", *, lease_id: str = ""
     ) -> tuple[TaskRecord, ClientRequest]:
         """Store a request for the client (status input_required), or re-attach to it by id.
 
         A worker that names a `request_id` it used before gets that request back,
-        answered or not: it is never asked twice.
+        answered or not: it is never asked twice. With `lease_id`, only while the task is
+        held under that lease.
         """
         _check_id("request_id", request_id)
         rid = request_id or new_id()
 
         def change(task: TaskRecord) -> TaskRecord:
+            self._under_lease(task, lease_id)
             existing = task.find_request(rid)
             if existing is not None:
+                if existing.state is RequestState.WITHDRAWN:
+                    raise RequestWithdrawn(task_id, rid)
                 if existing.method != method:
-                    raise InvalidArgument(
-                        "request_id", f"names a {existing.method} request, not {method}"
-                    )
+                    raise InvalidArgument("request_id", f"names a {existing.method} request, not {method}")
                 return task
             if task.status is TaskStatus.CANCELLED:
                 raise TaskCancelled(task_id)
@@ -387,18 +390,24 @@ class TaskManager:
         assert request is not None
         return task, request
 
-    async def wait_for_answer(self, task_id: str, request_id: str) -> tuple[TaskRecord, ClientRequest]:
-        """Wait until the client answered; raises TaskCancelled if the task is cancelled first."""
+    async def wait_for_answer(
+        self, task_id: str, request_id: str, *, lease_id: str = ""
+    ) -> tuple[TaskRecord, ClientRequest]:
+        """Wait until the client answered; raises TaskCancelled if the task is cancelled first,
+        and LeaseNotHeld (with `lease_id`) or RequestWithdrawn once the asking worker lost it."""
 
         async def answered() -> tuple[TaskRecord, ClientRequest] | None:
             task = await self.get_task(task_id)
             request = task.find_request(request_id)
             if request is None:
                 raise RequestNotFound(task_id, request_id)
+            self._under_lease(task, lease_id)
             if request.state is RequestState.ANSWERED:
                 return task, request
             if task.status is TaskStatus.CANCELLED:
                 raise TaskCancelled(task_id)
+            if request.state is RequestState.WITHDRAWN:
+                raise RequestWithdrawn(task_id, request_id)
             if task.status.is_terminal:
                 raise InvalidTransition(
                     task_id, task.status.value, "wait for an answer", "the task ended first"
@@ -428,11 +437,11 @@ class TaskManager:
                 raise RequestNotFound(task_id, request_id)
             if request.state is RequestState.ANSWERED:
                 raise AlreadyAnswered(request_id)
+            if request.state is RequestState.WITHDRAWN:
+                raise RequestWithdrawn(task_id, request_id)
             if task.status.is_terminal:
                 raise InvalidTransition(task_id, task.status.value, "take an answer")
-            answered = dataclasses.replace(
-                request, state=RequestState.ANSWERED, result=result, error=error
-            )
+            answered = dataclasses.replace(request, state=RequestState.ANSWERED, result=result, error=error)
             requests = tuple(answered if r.request_id == request_id else r for r in task.requests)
             still_pending = any(r.state is RequestState.PENDING for r in requests)
             return self._changed(
@@ -712,18 +721,28 @@ class TaskManager:
             self._held(task, worker_id, lease_id)
             if task.dispatch is Dispatch.RUNNING:
                 return task
-            return task.replace(
-                dispatch=Dispatch.RUNNING, lease_expires_at=worker.lease_expires_at
-            )
+            return task.replace(dispatch=Dispatch.RUNNING, lease_expires_at=worker.lease_expires_at)
 
         return await self.store.update_task(task_id, change)
+
+    def _requeued(self, task: TaskRecord) -> TaskRecord:
+        """The task back in the queue, for another run. The questions its holding left
+        unanswered are withdrawn, as that run asks its own: they go to no client from now on,
+        and a task waiting only on them is working again (its next run's status)."""
+        queued = {"dispatch": Dispatch.QUEUED, "worker_id": "", "lease_id": "", "lease_expires_at": 0}
+        if not task.pending_requests:
+            return task.replace(**queued)
+        requests = tuple(
+            dataclasses.replace(r, state=RequestState.WITHDRAWN) if r.state is RequestState.PENDING else r
+            for r in task.requests
+        )
+        status = TaskStatus.WORKING if task.status is TaskStatus.INPUT_REQUIRED else task.status
+        return self._changed(task, requests=requests, status=status, notify=True, **queued)
 
     async def release(self, worker_id: str, task_id: str, lease_id: str) -> TaskRecord:
         def change(task: TaskRecord) -> TaskRecord:
             self._held(task, worker_id, lease_id)
-            return task.replace(
-                dispatch=Dispatch.QUEUED, worker_id="", lease_id="", lease_expires_at=0
-            )
+            return self._requeued(task)
 
         task = await self.store.update_task(task_id, change)
         await self.store.changes.publish((tool_key(task.tool_name), room_key(worker_id)))
@@ -738,9 +757,7 @@ class TaskManager:
             if task.status.is_terminal:
                 return task.replace(dispatch=Dispatch.DONE)
             if task.dispatch is Dispatch.OFFERED or task.retry_safe:
-                return task.replace(
-                    dispatch=Dispatch.QUEUED, worker_id="", lease_id="", lease_expires_at=0
-                )
+                return self._requeued(task)
             return self._changed(
                 task,
                 status=TaskStatus.FAILED,

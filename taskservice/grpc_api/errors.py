@@ -31,6 +31,7 @@ CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.ToolNotServed: grpc.StatusCode.FAILED_PRECONDITION,
     errors.InvalidTransition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.LeaseNotHeld: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.RequestWithdrawn: grpc.StatusCode.FAILED_PRECONDITION,
     errors.AlreadyAnswered: grpc.StatusCode.ALREADY_EXISTS,
     errors.TaskCancelled: grpc.StatusCode.CANCELLED,
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,

@@ -169,6 +169,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         response: Callable[..., R],
         task_id: str,
         request_id: str,
+        lease_id: str,
         method: str,
         params: Callable[[], JsonObject],
     ) -> AsyncIterator[R]:
@@ -181,7 +182,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             required(task_id, "task_id")
             task = await self.manager.get_task(task_id)
             if request_id and task.find_request(request_id) is not None:
-                task, pending = await self.manager.ask(task_id, method, {}, request_id)
+                task, pending = await self.manager.ask(task_id, method, {}, request_id, lease_id=lease_id)
             else:
                 built = params()
                 caps = task.client_capabilities
@@ -189,9 +190,11 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
                 if refusal is not None:
                     yield response(task=task_message(task), error=mcp_error_message(refusal))
                     return
-                task, pending = await self.manager.ask(task_id, method, built, request_id)
+                task, pending = await self.manager.ask(task_id, method, built, request_id, lease_id=lease_id)
             yield response(task=task_message(task), pending=request_message(task_id, pending))
-            task, answered = await self.manager.wait_for_answer(task_id, pending.request_id)
+            task, answered = await self.manager.wait_for_answer(
+                task_id, pending.request_id, lease_id=lease_id
+            )
             if answered.error is not None:
                 yield response(task=task_message(task), error=mcp_error_message(answered.error))
             else:
@@ -226,6 +229,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             pb.ElicitResponse,
             request.task_id,
             request.request_id,
+            request.lease_id,
             mcp_payloads.ELICIT_METHOD,
             lambda: mcp_payloads.elicit_form_params(request.task_id, request.message, self._schema(request)),
         ):
@@ -240,6 +244,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             pb.ElicitUrlResponse,
             request.task_id,
             request.request_id,
+            request.lease_id,
             mcp_payloads.ELICIT_METHOD,
             lambda: mcp_payloads.elicit_url_params(
                 request.task_id, request.message, request.url, request.elicitation_id
@@ -256,6 +261,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             pb.CreateMessageResponse,
             request.task_id,
             request.request_id,
+            request.lease_id,
             mcp_payloads.SAMPLING_METHOD,
             lambda: self._sampling(request, None),
         ):
@@ -270,6 +276,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             pb.ElicitAsTaskResponse,
             request.task_id,
             request.request_id,
+            request.lease_id,
             mcp_payloads.ELICIT_METHOD,
             lambda: mcp_payloads.elicit_form_params(
                 request.task_id, request.message, self._schema(request), ttl_ms=request.ttl_ms or 60_000
@@ -286,6 +293,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             pb.CreateMessageAsTaskResponse,
             request.task_id,
             request.request_id,
+            request.lease_id,
             mcp_payloads.SAMPLING_METHOD,
             lambda: self._sampling(request, request.ttl_ms or 60_000),
         ):

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import anyio
+import grpc
 import pytest
 from mcp import types
 from mcp.shared.exceptions import McpError
@@ -435,6 +436,63 @@ async def test_concurrency_is_bounded(service: RunningService, bridge: Bridge) -
         outcomes = [await bridge.outcome(task_id) for task_id in ids]
     assert max(peak) == 2
     assert all(task.status == task_pb2.TASK_STATUS_COMPLETED for task, _ in outcomes)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "elicit",
+        "elicit_url",
+        "elicit_as_task",
+        "create_message",
+        "create_message_tools",
+        "create_message_as_task",
+    ],
+)
+async def test_a_question_of_a_lost_holding_is_withdrawn_and_its_wait_refused(
+    service: RunningService, bridge: Bridge, method: str
+) -> None:
+    """The task goes back to the queue while its first run waits for the client (as when the
+    service declared the worker lost): that run's request names its lease, so its wait ends
+    with LEASE_NOT_HELD, its question is withdrawn (a late answer is refused), and the re-run
+    finishes the task."""
+    worker = make_worker(service.target)
+    runs: list[int] = []
+    refused: list[str] = []
+    first_refused = anyio.Event()
+
+    @worker.tool(retry_safe=True)
+    async def twice(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        runs.append(len(runs) + 1)
+        if len(runs) == 1:
+            try:
+                await ask_the_client(ctx, method)
+            except TaskServiceRejected as error:
+                refused.append(str(error))
+                first_refused.set()
+                raise
+        return f"run {len(runs)}"
+
+    async with running(worker):
+        task_id = await bridge.create("twice")
+        first = await bridge.next_request(task_id)
+        held = await service.manager.store.get_task(task_id)
+        assert held is not None
+        assert held.lease_id
+        await service.manager.release(held.worker_id, task_id, held.lease_id)
+        with anyio.fail_after(WAIT):
+            await first_refused.wait()
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            await bridge.answer_error(task_id, first.request_id, -1, "too late")
+        task, result = await bridge.outcome(task_id)
+    assert "the task went back to the queue (FAILED_PRECONDITION)" in refused[0], refused
+    assert late.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "withdrawn unanswered" in (late.value.details() or "")
+    assert task.status == task_pb2.TASK_STATUS_COMPLETED
+    assert text_of(result) == "run 2"
+    stored = await service.manager.store.get_task(task_id)
+    assert stored is not None
+    assert [r.state.value for r in stored.requests] == ["withdrawn"]
 
 
 def _params(request: task_pb2.PendingRequest) -> dict[str, Any]:

@@ -12,12 +12,13 @@ from taskservice.domain.errors import (
     InvalidArgument,
     InvalidTransition,
     LeaseNotHeld,
+    RequestWithdrawn,
     TaskNotFound,
     ToolNotServed,
     WorkerNotFound,
 )
-from taskservice.domain.model import Dispatch, TaskRecord, TaskStatus, ToolSpec, WorkerRecord
-from taskservice.domain.service import ServiceLimits, TaskManager
+from taskservice.domain.model import Dispatch, RequestState, TaskRecord, TaskStatus, ToolSpec, WorkerRecord
+from taskservice.domain.service import RequestQueued, ServiceLimits, TaskManager
 from taskservice.store import TaskStore
 
 from .support import TIMEOUT, FakeClock, closing, next_of, settle
@@ -599,3 +600,86 @@ async def test_a_change_without_a_lease_goes_by_task_id_as_before(manager: TaskM
     task = await manager.create_task(OWNER)
     await manager.update_status(task.task_id, "by id")
     assert (await manager.complete(task.task_id, {"content": []})).status is TaskStatus.COMPLETED
+
+
+ELICIT = "elicitation/create"
+
+
+async def test_a_lost_workers_question_is_withdrawn_and_the_next_run_asks_its_own(
+    manager: TaskManager, store: TaskStore, clock: FakeClock, limits: ServiceLimits
+) -> None:
+    """The lost worker waited for the client's answer: its wait ends with LeaseNotHeld, its
+    question is withdrawn (no client is asked it again, an answer to it is refused) and the
+    re-queued task is working; the new run's question is the only one the client sees."""
+    lost = await manager.register_worker([SAFE], name="alpha")
+    task = await manager.create_task(OWNER, "safe")
+    [old] = await run_on(manager, lost.worker_id, 1)
+    asked, question = await manager.ask(
+        task.task_id, ELICIT, {"message": "first run?"}, lease_id=old.lease_id
+    )
+    assert asked.status is TaskStatus.INPUT_REQUIRED
+    waiting = asyncio.create_task(
+        manager.wait_for_answer(task.task_id, question.request_id, lease_id=old.lease_id)
+    )
+    await settle()
+    assert not waiting.done()
+
+    clock.advance(limits.lease_ttl_ms + 1)
+    await manager.sweep()
+    with pytest.raises(LeaseNotHeld, match="went back to the queue"):
+        await asyncio.wait_for(waiting, TIMEOUT)
+    queued = await stored(store, task.task_id)
+    assert (queued.status, queued.dispatch, queued.pending_requests) == (
+        TaskStatus.WORKING,
+        Dispatch.QUEUED,
+        (),
+    )
+    assert [r.state for r in queued.requests] == [RequestState.WITHDRAWN]
+    with pytest.raises(RequestWithdrawn, match="withdrawn unanswered"):
+        await manager.answer(OWNER, task.task_id, question.request_id, result={"action": "decline"})
+    with pytest.raises(LeaseNotHeld):  # the lost worker asks again, under its lease
+        await manager.ask(task.task_id, ELICIT, {"message": "?"}, lease_id=old.lease_id)
+    with pytest.raises(RequestWithdrawn):  # or re-attaches to its question by id alone
+        await manager.ask(task.task_id, ELICIT, {}, question.request_id)
+    with pytest.raises(RequestWithdrawn):
+        await manager.wait_for_answer(task.task_id, question.request_id)
+
+    rescuer = await manager.register_worker([SAFE], name="beta")
+    [new] = await run_on(manager, rescuer.worker_id, 1)
+    _, second = await manager.ask(task.task_id, ELICIT, {"message": "second run?"}, lease_id=new.lease_id)
+    async with closing(manager.events(OWNER, task.task_id, changes=False)) as events:
+        event = await next_of(events)
+    assert isinstance(event, RequestQueued)
+    assert event.request.request_id == second.request_id
+    answered = await manager.answer(OWNER, task.task_id, second.request_id, result={"action": "accept"})
+    assert answered.status is TaskStatus.WORKING  # the withdrawn question keeps nothing waiting
+    _, reply = await manager.wait_for_answer(task.task_id, second.request_id, lease_id=new.lease_id)
+    assert reply.result == {"action": "accept"}
+
+
+async def test_a_released_task_withdraws_its_questions(manager: TaskManager, store: TaskStore) -> None:
+    worker = await manager.register_worker([SAFE])
+    task = await manager.create_task(OWNER, "safe")
+    [held] = await run_on(manager, worker.worker_id, 1)
+    await manager.ask(task.task_id, ELICIT, {"message": "?"}, lease_id=held.lease_id)
+    await manager.ask(task.task_id, ELICIT, {"message": "and?"}, lease_id=held.lease_id)
+
+    released = await manager.release(worker.worker_id, task.task_id, held.lease_id)
+    assert (released.status, released.dispatch) == (TaskStatus.WORKING, Dispatch.QUEUED)
+    assert [r.state for r in (await stored(store, task.task_id)).requests] == [RequestState.WITHDRAWN] * 2
+
+
+async def test_an_answered_question_is_kept_when_the_task_is_requeued(
+    manager: TaskManager, store: TaskStore, clock: FakeClock, limits: ServiceLimits
+) -> None:
+    """Only unanswered questions are withdrawn: what the client answered stays in the task."""
+    worker = await manager.register_worker([SAFE])
+    task = await manager.create_task(OWNER, "safe")
+    [held] = await run_on(manager, worker.worker_id, 1)
+    _, question = await manager.ask(task.task_id, ELICIT, {"message": "?"}, lease_id=held.lease_id)
+    await manager.answer(OWNER, task.task_id, question.request_id, result={"action": "accept"})
+    clock.advance(limits.lease_ttl_ms + 1)
+    await manager.sweep()
+    queued = await stored(store, task.task_id)
+    assert (queued.status, queued.dispatch) == (TaskStatus.WORKING, Dispatch.QUEUED)
+    assert [r.state for r in queued.requests] == [RequestState.ANSWERED]

@@ -58,8 +58,9 @@ export class RemoteTaskContext {
   #leaseId;
 
   /**
-   * `leaseId`: the assignment's lease, which the status changes and the outcome name, so
-   * that a worker declared lost cannot change a task another worker now runs.
+   * `leaseId`: the assignment's lease, which the status changes, the questions for the client
+   * and the outcome name, so that a worker declared lost cannot change a task, or ask its
+   * client, once another worker runs it.
    */
   constructor({ task, client, toolName = "", meta = {}, onCancel = null, leaseId = "" }) {
     this.#client = client;
@@ -199,8 +200,11 @@ export class RemoteTaskContext {
    * event is `pending`, the last `result` or `error`. A broken stream is opened
    * again with the same request id, which re-attaches to the stored request.
    */
-  async #ask(method, request) {
+  async #ask(method, fields) {
     this.#ensureRunning();
+    // The lease: once the task is another worker's (or back in the queue), the service
+    // withdraws the question and ends the stream with LEASE_NOT_HELD, which rejects here.
+    const request = { ...fields, lease_id: this.#leaseId };
     const backoff = this.#client.backoff();
     for (;;) {
       let answer = null;

@@ -80,8 +80,9 @@ class RemoteTaskContext:
         on_cancel: Callable[[], None] | None = None,
         lease_id: str = "",
     ) -> None:
-        """`lease_id`: the assignment's lease, which the status changes and the outcome name,
-        so that a worker declared lost cannot change a task another worker now runs."""
+        """`lease_id`: the assignment's lease, which the status changes, the questions for the
+        client and the outcome name, so that a worker declared lost cannot change a task, or
+        ask its client, once another worker runs it."""
         self._task = task
         self._client = client
         self._lease_id = lease_id
@@ -209,9 +210,15 @@ class RemoteTaskContext:
 
     # ------------------------------------------------- requests for the client
 
-    async def _ask(self, rpc: Callable[..., Any], build: Callable[[str], object], model: type[M]) -> M:
-        """Ask the client through a server stream; re-attach by request id after a break."""
+    async def _ask(self, rpc: Callable[..., Any], build: Callable[[str], Any], model: type[M]) -> M:
+        """Ask the client through a server stream; re-attach by request id after a break.
+
+        The request names the assignment's lease: once the task is another worker's (or back
+        in the queue), the service withdraws the question and ends the stream with
+        LEASE_NOT_HELD, which raises here.
+        """
         request = build(new_request_id())
+        request.lease_id = self._lease_id
         backoff = self._client.retry.backoff()
         while True:
             call = self._client.stream(rpc, request)

@@ -152,7 +152,9 @@ class BridgeServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def AnswerRequest(self, request, context):
-        """Deliver the client's answer (or error) to a pending request.
+        """Deliver the client's answer (or error) to a pending request. The first answer wins
+        (ALREADY_EXISTS after it); a request withdrawn because the worker that asked it lost
+        the task gives FAILED_PRECONDITION, reason REQUEST_WITHDRAWN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

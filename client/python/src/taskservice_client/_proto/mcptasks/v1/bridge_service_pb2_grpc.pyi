@@ -73,7 +73,10 @@ class BridgeServiceStub:
         taskservice_client._proto.mcptasks.v1.bridge_service_pb2.AnswerRequestRequest,
         taskservice_client._proto.mcptasks.v1.bridge_service_pb2.AnswerRequestResponse,
     ]
-    """Deliver the client's answer (or error) to a pending request."""
+    """Deliver the client's answer (or error) to a pending request. The first answer wins
+    (ALREADY_EXISTS after it); a request withdrawn because the worker that asked it lost
+    the task gives FAILED_PRECONDITION, reason REQUEST_WITHDRAWN.
+    """
 
     ListTools: grpc.UnaryUnaryMultiCallable[
         taskservice_client._proto.mcptasks.v1.bridge_service_pb2.ListToolsRequest,
@@ -150,7 +153,10 @@ class BridgeServiceAsyncStub:
         taskservice_client._proto.mcptasks.v1.bridge_service_pb2.AnswerRequestRequest,
         taskservice_client._proto.mcptasks.v1.bridge_service_pb2.AnswerRequestResponse,
     ]
-    """Deliver the client's answer (or error) to a pending request."""
+    """Deliver the client's answer (or error) to a pending request. The first answer wins
+    (ALREADY_EXISTS after it); a request withdrawn because the worker that asked it lost
+    the task gives FAILED_PRECONDITION, reason REQUEST_WITHDRAWN.
+    """
 
     ListTools: grpc.aio.UnaryUnaryMultiCallable[
         taskservice_client._proto.mcptasks.v1.bridge_service_pb2.ListToolsRequest,
@@ -241,7 +247,10 @@ class BridgeServiceServicer(metaclass=abc.ABCMeta):
         request: taskservice_client._proto.mcptasks.v1.bridge_service_pb2.AnswerRequestRequest,
         context: _ServicerContext,
     ) -> typing.Union[taskservice_client._proto.mcptasks.v1.bridge_service_pb2.AnswerRequestResponse, collections.abc.Awaitable[taskservice_client._proto.mcptasks.v1.bridge_service_pb2.AnswerRequestResponse]]:
-        """Deliver the client's answer (or error) to a pending request."""
+        """Deliver the client's answer (or error) to a pending request. The first answer wins
+        (ALREADY_EXISTS after it); a request withdrawn because the worker that asked it lost
+        the task gives FAILED_PRECONDITION, reason REQUEST_WITHDRAWN.
+        """
 
     @abc.abstractmethod
     def ListTools(

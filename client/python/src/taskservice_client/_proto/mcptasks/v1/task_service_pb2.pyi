@@ -108,16 +108,18 @@ class OutcomeError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., details: _Optional[_Iterable[_Union[_any_pb2.Any, _Mapping]]] = ...) -> None: ...
 
 class ElicitRequest(_message.Message):
-    __slots__ = ("task_id", "message", "requested_schema", "request_id")
+    __slots__ = ("task_id", "message", "requested_schema", "request_id", "lease_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     message: str
     requested_schema: _struct_pb2.Struct
     request_id: str
-    def __init__(self, task_id: _Optional[str] = ..., message: _Optional[str] = ..., requested_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    lease_id: str
+    def __init__(self, task_id: _Optional[str] = ..., message: _Optional[str] = ..., requested_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., request_id: _Optional[str] = ..., lease_id: _Optional[str] = ...) -> None: ...
 
 class ElicitResponse(_message.Message):
     __slots__ = ("task", "pending", "result", "error")
@@ -132,18 +134,20 @@ class ElicitResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., pending: _Optional[_Union[_task_pb2.PendingRequest, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_task_pb2.McpError, _Mapping]] = ...) -> None: ...
 
 class ElicitUrlRequest(_message.Message):
-    __slots__ = ("task_id", "message", "url", "elicitation_id", "request_id")
+    __slots__ = ("task_id", "message", "url", "elicitation_id", "request_id", "lease_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     ELICITATION_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     message: str
     url: str
     elicitation_id: str
     request_id: str
-    def __init__(self, task_id: _Optional[str] = ..., message: _Optional[str] = ..., url: _Optional[str] = ..., elicitation_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    lease_id: str
+    def __init__(self, task_id: _Optional[str] = ..., message: _Optional[str] = ..., url: _Optional[str] = ..., elicitation_id: _Optional[str] = ..., request_id: _Optional[str] = ..., lease_id: _Optional[str] = ...) -> None: ...
 
 class ElicitUrlResponse(_message.Message):
     __slots__ = ("task", "pending", "result", "error")
@@ -158,7 +162,7 @@ class ElicitUrlResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., pending: _Optional[_Union[_task_pb2.PendingRequest, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_task_pb2.McpError, _Mapping]] = ...) -> None: ...
 
 class CreateMessageRequest(_message.Message):
-    __slots__ = ("task_id", "messages", "max_tokens", "system_prompt", "include_context", "temperature", "stop_sequences", "metadata", "model_preferences", "tools", "tool_choice", "request_id")
+    __slots__ = ("task_id", "messages", "max_tokens", "system_prompt", "include_context", "temperature", "stop_sequences", "metadata", "model_preferences", "tools", "tool_choice", "request_id", "lease_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -171,6 +175,7 @@ class CreateMessageRequest(_message.Message):
     TOOLS_FIELD_NUMBER: _ClassVar[int]
     TOOL_CHOICE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     messages: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
     max_tokens: int
@@ -183,7 +188,8 @@ class CreateMessageRequest(_message.Message):
     tools: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
     tool_choice: _struct_pb2.Struct
     request_id: str
-    def __init__(self, task_id: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., system_prompt: _Optional[str] = ..., include_context: _Optional[str] = ..., temperature: _Optional[float] = ..., stop_sequences: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., model_preferences: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tools: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., tool_choice: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    lease_id: str
+    def __init__(self, task_id: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., system_prompt: _Optional[str] = ..., include_context: _Optional[str] = ..., temperature: _Optional[float] = ..., stop_sequences: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., model_preferences: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tools: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., tool_choice: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., request_id: _Optional[str] = ..., lease_id: _Optional[str] = ...) -> None: ...
 
 class CreateMessageResponse(_message.Message):
     __slots__ = ("task", "pending", "result", "error")
@@ -198,18 +204,20 @@ class CreateMessageResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., pending: _Optional[_Union[_task_pb2.PendingRequest, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_task_pb2.McpError, _Mapping]] = ...) -> None: ...
 
 class ElicitAsTaskRequest(_message.Message):
-    __slots__ = ("task_id", "message", "requested_schema", "ttl_ms", "request_id")
+    __slots__ = ("task_id", "message", "requested_schema", "ttl_ms", "request_id", "lease_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     message: str
     requested_schema: _struct_pb2.Struct
     ttl_ms: int
     request_id: str
-    def __init__(self, task_id: _Optional[str] = ..., message: _Optional[str] = ..., requested_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., ttl_ms: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    lease_id: str
+    def __init__(self, task_id: _Optional[str] = ..., message: _Optional[str] = ..., requested_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., ttl_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., lease_id: _Optional[str] = ...) -> None: ...
 
 class ElicitAsTaskResponse(_message.Message):
     __slots__ = ("task", "pending", "result", "error")
@@ -224,7 +232,7 @@ class ElicitAsTaskResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., pending: _Optional[_Union[_task_pb2.PendingRequest, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_task_pb2.McpError, _Mapping]] = ...) -> None: ...
 
 class CreateMessageAsTaskRequest(_message.Message):
-    __slots__ = ("task_id", "messages", "max_tokens", "system_prompt", "include_context", "temperature", "stop_sequences", "metadata", "model_preferences", "tools", "tool_choice", "ttl_ms", "request_id")
+    __slots__ = ("task_id", "messages", "max_tokens", "system_prompt", "include_context", "temperature", "stop_sequences", "metadata", "model_preferences", "tools", "tool_choice", "ttl_ms", "request_id", "lease_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +246,7 @@ class CreateMessageAsTaskRequest(_message.Message):
     TOOL_CHOICE_FIELD_NUMBER: _ClassVar[int]
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     messages: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
     max_tokens: int
@@ -251,7 +260,8 @@ class CreateMessageAsTaskRequest(_message.Message):
     tool_choice: _struct_pb2.Struct
     ttl_ms: int
     request_id: str
-    def __init__(self, task_id: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., system_prompt: _Optional[str] = ..., include_context: _Optional[str] = ..., temperature: _Optional[float] = ..., stop_sequences: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., model_preferences: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tools: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., tool_choice: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., ttl_ms: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    lease_id: str
+    def __init__(self, task_id: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., system_prompt: _Optional[str] = ..., include_context: _Optional[str] = ..., temperature: _Optional[float] = ..., stop_sequences: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., model_preferences: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tools: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., tool_choice: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., ttl_ms: _Optional[int] = ..., request_id: _Optional[str] = ..., lease_id: _Optional[str] = ...) -> None: ...
 
 class CreateMessageAsTaskResponse(_message.Message):
     __slots__ = ("task", "pending", "result", "error")
