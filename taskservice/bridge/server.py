@@ -622,7 +622,8 @@ class McpBridge:
             await self.service.AnswerRequest(answer)
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.INVALID_ARGUMENT or not answer.HasField("result"):
-                # Another waiter answered first, or the task ended meanwhile: nothing to do.
+                # Another waiter answered first, the task ended meanwhile, or the request was
+                # withdrawn (its worker lost the task): nothing to do.
                 log.info("answer to request %s not stored: %s", pending.request_id, exc.details())
                 return
             # The client's answer does not fit the request (the service checks it against MCP's

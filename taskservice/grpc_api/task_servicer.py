@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.rpc import status_pb2
@@ -35,6 +35,14 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 # Every Elicit*/CreateMessage* response has the fields task, pending, result and error.
 R = TypeVar("R")
+
+
+class _Question(Protocol):
+    """What every request for the client (Elicit, ElicitUrl, CreateMessage, ...AsTask) names."""
+
+    task_id: str
+    request_id: str
+    lease_id: str
 
 
 def required(value: str, field: str) -> str:
@@ -167,9 +175,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self,
         context: Context,
         response: Callable[..., R],
-        task_id: str,
-        request_id: str,
-        lease_id: str,
+        question: _Question,
         method: str,
         params: Callable[[], JsonObject],
     ) -> AsyncIterator[R]:
@@ -178,6 +184,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         Re-attaching by a known `request_id` needs nothing else: the stored request
         is reported again, and its answer once there is one.
         """
+        task_id, request_id, lease_id = question.task_id, question.request_id, question.lease_id
         async with self.streams.open(context), grpc_errors(context):
             required(task_id, "task_id")
             task = await self.manager.get_task(task_id)
@@ -227,9 +234,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         async for response in self._ask(
             context,
             pb.ElicitResponse,
-            request.task_id,
-            request.request_id,
-            request.lease_id,
+            request,
             mcp_payloads.ELICIT_METHOD,
             lambda: mcp_payloads.elicit_form_params(request.task_id, request.message, self._schema(request)),
         ):
@@ -242,9 +247,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         async for response in self._ask(
             context,
             pb.ElicitUrlResponse,
-            request.task_id,
-            request.request_id,
-            request.lease_id,
+            request,
             mcp_payloads.ELICIT_METHOD,
             lambda: mcp_payloads.elicit_url_params(
                 request.task_id, request.message, request.url, request.elicitation_id
@@ -259,9 +262,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         async for response in self._ask(
             context,
             pb.CreateMessageResponse,
-            request.task_id,
-            request.request_id,
-            request.lease_id,
+            request,
             mcp_payloads.SAMPLING_METHOD,
             lambda: self._sampling(request, None),
         ):
@@ -274,9 +275,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         async for response in self._ask(
             context,
             pb.ElicitAsTaskResponse,
-            request.task_id,
-            request.request_id,
-            request.lease_id,
+            request,
             mcp_payloads.ELICIT_METHOD,
             lambda: mcp_payloads.elicit_form_params(
                 request.task_id, request.message, self._schema(request), ttl_ms=request.ttl_ms or 60_000
@@ -291,9 +290,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         async for response in self._ask(
             context,
             pb.CreateMessageAsTaskResponse,
-            request.task_id,
-            request.request_id,
-            request.lease_id,
+            request,
             mcp_payloads.SAMPLING_METHOD,
             lambda: self._sampling(request, request.ttl_ms or 60_000),
         ):
