@@ -68,8 +68,53 @@ FORWARDED_ERRORS = {
 }
 
 
+CALLED_OFF_KEPT = 1024
+"""How many called-off requests of a session the bridge still expects a late answer to."""
+CANCEL_WAIT = 5.0
+"""How long the bridge waits for the client to acknowledge `tasks/cancel` of a request it runs as a task."""
+
+
 class AnyResult(types.Result):
     """A client's result taken as it is; the service validates it against the request's method."""
+
+
+class _Asked:
+    """Where one request forwarded to the client stands, for calling it off (`_call_off`)."""
+
+    __slots__ = ("client_task", "jsonrpc_id")
+
+    def __init__(self) -> None:
+        self.jsonrpc_id: int | None = None
+        """The JSON-RPC id of the request the client has not answered yet."""
+        self.client_task: str | None = None
+        """The client's task that runs the request, once the client made one."""
+
+
+class _CalledOff:
+    """A session's response router (mcp's `ResponseRouter`) for the requests the bridge called
+    off. The client may answer one still (mcp 1.30's client answers a cancelled request with an
+    error); nobody waits for that answer, which the SDK would otherwise log as an error and
+    report to the client."""
+
+    def __init__(self) -> None:
+        self._ids: dict[types.RequestId, None] = {}
+
+    def add(self, request_id: types.RequestId) -> None:
+        self._ids[request_id] = None
+        if len(self._ids) > CALLED_OFF_KEPT:  # clients that never answer (the TypeScript SDK's)
+            del self._ids[next(iter(self._ids))]
+
+    def _take(self, request_id: types.RequestId) -> bool:
+        if request_id not in self._ids:
+            return False
+        del self._ids[request_id]
+        return True
+
+    def route_response(self, request_id: types.RequestId, response: dict[str, Any]) -> bool:
+        return self._take(request_id)
+
+    def route_error(self, request_id: types.RequestId, error: types.ErrorData) -> bool:
+        return self._take(request_id)
 
 
 @functools.lru_cache(maxsize=256)
@@ -245,6 +290,7 @@ class McpBridge:
         self._notifying: weakref.WeakKeyDictionary[ServerSession, dict[str, asyncio.Event]] = (
             weakref.WeakKeyDictionary()
         )
+        self._called_off: weakref.WeakKeyDictionary[ServerSession, _CalledOff] = weakref.WeakKeyDictionary()
         self._register_handlers()
 
     # --------------------------------------------------------------- plumbing
@@ -564,23 +610,28 @@ class McpBridge:
         # asyncio's task group, not anyio's: anyio's runs a checkpoint on the way out even when
         # no child is left (the usual case: the forward ended with its answer), which puts the
         # outcome behind every step then ready on the loop (bench.trace --loop-steps).
-        forwards: set[asyncio.Task[None]] = set()
+        forwards: dict[str, tuple[asyncio.Task[None], _Asked]] = {}
         async with asyncio.TaskGroup() as group, _closing(events):
             try:
                 async for event in events:
                     kind = event.WhichOneof("event")
                     if kind == "request":
-                        forward = group.create_task(self._forward(session, owner, event.request, request_id))
-                        forwards.add(forward)
-                        forward.add_done_callback(forwards.discard)
+                        asked = _Asked()
+                        pending = event.request
+                        forward = group.create_task(self._forward(session, owner, pending, request_id, asked))
+                        forwards[pending.request_id] = (forward, asked)
+                    elif kind == "withdrawn":
+                        withdrawn = forwards.pop(event.withdrawn.request_id, None)
+                        if withdrawn is not None:
+                            await self._call_off(session, *withdrawn, request_id)
                     elif kind == "outcome":
                         outcome = event.outcome
                         self._saw(outcome.task)
                         break
             except grpc.aio.AioRpcError as exc:
                 failure = rpc_error(exc, f"task {task_id}")
-            for forward in forwards:
-                forward.cancel()  # a request the task no longer waits for
+            for forward, asked in forwards.values():
+                await self._call_off(session, forward, asked, request_id)  # the task waits no more
         if failure is not None:
             raise failure
         if outcome is None:
@@ -589,14 +640,60 @@ class McpBridge:
             )
         return outcome
 
+    async def _call_off(
+        self,
+        session: ServerSession,
+        forward: asyncio.Task[None],
+        asked: _Asked,
+        related_request_id: types.RequestId,
+    ) -> None:
+        """Stop forwarding a request the task no longer waits for, and tell the client so: a
+        `notifications/cancelled` for the request, or `tasks/cancel` for the client's task that
+        runs it (the spec's way for a task-augmented request)."""
+        if forward.done():
+            return  # answered
+        forward.cancel()
+        if asked.jsonrpc_id is not None:
+            called_off = self._called_off.get(session)
+            if called_off is None:
+                called_off = self._called_off[session] = _CalledOff()
+                session.add_response_router(called_off)
+            called_off.add(asked.jsonrpc_id)
+            cancelled = types.CancelledNotification(
+                params=types.CancelledNotificationParams(
+                    requestId=asked.jsonrpc_id, reason="The task no longer waits for this request."
+                )
+            )
+            try:
+                await session.send_notification(
+                    types.ServerNotification(cancelled), related_request_id=related_request_id
+                )
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                log.info("request %s not called off: the session is closed", asked.jsonrpc_id)
+        elif asked.client_task is not None:
+            self._spawn(self._cancel_client_task(session, asked.client_task), "bridge-cancel-client-task")
+
+    @staticmethod
+    async def _cancel_client_task(session: ServerSession, task_id: str) -> None:
+        params = types.CancelTaskRequestParams(taskId=task_id)
+        request = types.ServerRequest(types.CancelTaskRequest(params=params))
+        try:
+            with anyio.fail_after(CANCEL_WAIT):
+                await session.send_request(request, types.CancelTaskResult)
+        except (McpError, TimeoutError, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            # Ended meanwhile, or a client that does not answer: it keeps a task nobody reads.
+            log.info("the client's task %s not cancelled: %s", task_id, exc)
+
     async def _forward(
         self,
         session: ServerSession,
         owner: str,
         pending: task_pb2.PendingRequest,
         related_request_id: types.RequestId,
+        asked: _Asked,
     ) -> None:
-        """Send one queued request to the client and store its answer (or error) in the service."""
+        """Send one queued request to the client and store its answer (or error) in the service.
+        `asked` follows the request at the client, for `_call_off`."""
         params = struct_to_dict(pending.params)
         metadata = ServerMessageMetadata(related_request_id=related_request_id)
         answer = pb.AnswerRequestRequest(owner=owner, task_id=pending.task_id, request_id=pending.request_id)
@@ -605,14 +702,19 @@ class McpBridge:
                 request = types.ServerRequest(types.ElicitRequest.model_validate({"params": params}))
             else:
                 request = types.ServerRequest(types.CreateMessageRequest.model_validate({"params": params}))
+            # The id send_request is about to give the request (mcp 1.30's BaseSession counts
+            # them; nothing runs in between).
+            asked.jsonrpc_id = session._request_id
             if "task" in params:
                 # The client runs it as its own task: wait for that task, then fetch its result.
                 created = await session.send_request(request, types.CreateTaskResult, metadata=metadata)
+                asked.jsonrpc_id, asked.client_task = None, created.task.taskId
                 async for _ in session.experimental.poll_task(created.task.taskId):
                     pass
                 result = await session.experimental.get_task_result(created.task.taskId, AnyResult)
             else:
                 result = await session.send_request(request, AnyResult, metadata=metadata)
+            asked.jsonrpc_id = asked.client_task = None
             answer.result.CopyFrom(_struct(dump_model(result)))
         except McpError as exc:
             answer.error.CopyFrom(task_pb2.McpError(code=exc.error.code, message=exc.error.message))

@@ -107,11 +107,20 @@ class RequestQueued:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RequestWithdrawal:
+    """A request this view delivered that the task no longer waits for: its holding lost the
+    task, which went back to the queue (`_requeued`). Whoever put it to a client calls it off."""
+
+    task: TaskRecord
+    request: ClientRequest
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class TaskFinished:
     task: TaskRecord
 
 
-TaskEvent = TaskChanged | RequestQueued | TaskFinished
+TaskEvent = TaskChanged | RequestQueued | RequestWithdrawal | TaskFinished
 
 
 def _label(worker: WorkerRecord) -> str:
@@ -456,35 +465,48 @@ class TaskManager:
     async def events(
         self, owner: str, task_id: str, *, changes: bool = True
     ) -> AsyncGenerator[TaskEvent, None]:
-        """A bridge's view of a task until it ends: state changes (unless not `changes`) and
-        unanswered requests, then its end.
+        """A bridge's view of a task until it ends: state changes (unless not `changes`),
+        unanswered requests and the withdrawal of those it delivered, then its end.
 
         Requests still pending from an earlier view are delivered again, in order,
         so a client that dropped out of `tasks/result` loses nothing.
         """
         last: tuple[object, ...] | None = None
         delivered: set[str] = set()
+        # Delivered and, as far as this view knows, still pending: watched for a withdrawal.
+        unanswered: set[str] = set()
         while True:
             seen = last
 
-            async def news() -> tuple[TaskRecord, list[ClientRequest]] | None:
+            async def news() -> tuple[TaskRecord, list[ClientRequest], list[ClientRequest]] | None:
                 task = await self.lookup_task(owner, task_id)
                 fresh = [r for r in task.pending_requests if r.request_id not in delivered]
+                gone: list[ClientRequest] = []
+                for request_id in unanswered:
+                    request = task.find_request(request_id)
+                    if request is not None and request.state is RequestState.WITHDRAWN:
+                        gone.append(request)
                 changed = changes and _public_state(task) != seen  # noqa: B023 (this pass)
-                if fresh or changed or task.status.is_terminal:
-                    return task, fresh
+                if fresh or gone or changed or task.status.is_terminal:
+                    return task, fresh, gone
                 return None
 
             # A client's tasks/result waits on this: woken before the task's watchers.
-            task, fresh = await self._wait_until((task_key(task_id),), news, first=True)
+            task, fresh, gone = await self._wait_until((task_key(task_id),), news, first=True)
             if changes and _public_state(task) != last:
                 last = _public_state(task)
                 yield TaskChanged(task)
             if task.status.is_terminal:
                 yield TaskFinished(task)
                 return
+            for request in sorted(gone, key=lambda r: r.sequence):
+                unanswered.discard(request.request_id)
+                yield RequestWithdrawal(task, request)
+            if unanswered:  # answered ones are never withdrawn
+                unanswered.intersection_update(r.request_id for r in task.pending_requests)
             for request in sorted(fresh, key=lambda r: r.sequence):
                 delivered.add(request.request_id)
+                unanswered.add(request.request_id)
                 yield RequestQueued(task, request)
 
     async def wait_finished(self, owner: str, task_id: str) -> TaskRecord:

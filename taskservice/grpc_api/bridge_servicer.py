@@ -13,7 +13,13 @@ from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_ser
 from taskservice import mcp_payloads
 from taskservice.domain.errors import RequestNotFound
 from taskservice.domain.model import TaskRecord, TaskStatus
-from taskservice.domain.service import RequestQueued, TaskChanged, TaskFinished, TaskManager
+from taskservice.domain.service import (
+    RequestQueued,
+    RequestWithdrawal,
+    TaskChanged,
+    TaskFinished,
+    TaskManager,
+)
 from taskservice.grpc_api.convert import PayloadReader, request_message, struct, task_message, tool_message
 from taskservice.grpc_api.errors import grpc_errors
 from taskservice.grpc_api.streams import StreamRegistry
@@ -91,6 +97,8 @@ class BridgeServicer(bridge_service_pb2_grpc.BridgeServiceServicer):
                             yield pb.StreamTaskEventsResponse(task=task_message(task))
                         case RequestQueued(request=pending):
                             yield pb.StreamTaskEventsResponse(request=request_message(task_id, pending))
+                        case RequestWithdrawal(request=gone):
+                            yield pb.StreamTaskEventsResponse(withdrawn=request_message(task_id, gone))
                         case TaskFinished(task=task):
                             yield pb.StreamTaskEventsResponse(outcome=outcome(task))
 

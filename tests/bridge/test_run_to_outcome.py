@@ -1,45 +1,68 @@
-"""McpBridge._run_to_outcome: a task's requests go to the client while the bridge waits for its end."""
+"""McpBridge._run_to_outcome: a task's requests go to the client while the bridge waits for its end,
+and a request the task no longer waits for is called off at the client."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from google.protobuf import struct_pb2
+from mcp import types
 from mcp.server.session import ServerSession
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
 from taskservice.bridge.server import McpBridge
 
 pb = bridge_service_pb2
+TIMEOUT = 5.0
+TASK_ID = "t1"
+TOOLS_CALL_ID = 7  # the client's tasks/result the forwarded requests relate to
+
+
+def _question(request_id: str, *, as_task: bool = False) -> pb.StreamTaskEventsResponse:
+    params = struct_pb2.Struct()
+    params.update({"message": "Proceed?", "requestedSchema": {"type": "object", "properties": {}}})
+    if as_task:
+        params.update({"task": {"ttl": 60_000}})
+    return pb.StreamTaskEventsResponse(
+        request=task_pb2.PendingRequest(
+            task_id=TASK_ID, request_id=request_id, method="elicitation/create", params=params
+        )
+    )
+
+
+def _withdrawn(request_id: str) -> pb.StreamTaskEventsResponse:
+    return pb.StreamTaskEventsResponse(
+        withdrawn=task_pb2.PendingRequest(task_id=TASK_ID, request_id=request_id, method="elicitation/create")
+    )
+
+
+def _outcome() -> pb.StreamTaskEventsResponse:
+    return pb.StreamTaskEventsResponse(
+        outcome=pb.TaskOutcome(task=task_pb2.Task(task_id=TASK_ID, status=task_pb2.TASK_STATUS_CANCELLED))
+    )
 
 
 class _Events:
-    """A StreamTaskEvents call: a request, then (once the test lets it) the task's end."""
+    """A StreamTaskEvents call: each step's events once the test lets that step go."""
 
-    def __init__(self, task_id: str) -> None:
-        self.task_id = task_id
-        self.end = asyncio.Event()
+    def __init__(self, *steps: list[pb.StreamTaskEventsResponse]) -> None:
+        self.steps = steps
+        self.go = [asyncio.Event() for _ in steps]
+        self.go[0].set()
         self.closed = False
 
     def __aiter__(self) -> AsyncIterator[pb.StreamTaskEventsResponse]:
         return self._events()
 
     async def _events(self) -> AsyncIterator[pb.StreamTaskEventsResponse]:
-        params = struct_pb2.Struct()
-        params.update({"message": "Proceed?", "requestedSchema": {"type": "object", "properties": {}}})
-        yield pb.StreamTaskEventsResponse(
-            request=task_pb2.PendingRequest(
-                task_id=self.task_id, request_id="r1", method="elicitation/create", params=params
-            )
-        )
-        await self.end.wait()
-        yield pb.StreamTaskEventsResponse(
-            outcome=pb.TaskOutcome(
-                task=task_pb2.Task(task_id=self.task_id, status=task_pb2.TASK_STATUS_CANCELLED)
-            )
-        )
+        for step, go in zip(self.steps, self.go, strict=True):
+            await go.wait()
+            for event in step:
+                yield event
 
     async def aclose(self) -> None:
         self.closed = True
@@ -59,37 +82,156 @@ class _Service:
         return pb.AnswerRequestResponse()
 
 
+class _Experimental:
+    def __init__(self) -> None:
+        self.polling = asyncio.Event()
+
+    async def poll_task(self, task_id: str) -> AsyncIterator[types.GetTaskResult]:
+        self.polling.set()
+        await asyncio.Event().wait()  # the client's task never ends by itself
+        yield cast("types.GetTaskResult", None)
+
+
 class _Session:
-    """A client that never answers: its request is pending until it is cancelled."""
+    """A client that never answers a question by itself: each is pending until it is called off.
+    A task-augmented question gets a client task at once. Ids count as mcp's BaseSession does."""
 
     def __init__(self) -> None:
-        self.asked = asyncio.Event()
-        self.cancelled = False
+        self._request_id = 0
+        self.asked: list[tuple[int, types.ServerRequest]] = []
+        self.asking = asyncio.Event()
+        self.pending_cancelled: list[int] = []
+        self.notifications: list[tuple[types.ServerNotification, types.RequestId | None]] = []
+        self.routers: list[Any] = []
+        self.experimental = _Experimental()
 
-    async def send_request(self, request: Any, result_type: Any, **_: Any) -> Any:
-        self.asked.set()
+    async def send_request(self, request: types.ServerRequest, result_type: Any, **_: Any) -> Any:
+        request_id = self._request_id
+        self._request_id += 1
+        self.asked.append((request_id, request))
+        self.asking.set()
+        if isinstance(request.root, types.CancelTaskRequest):
+            now = datetime.now(UTC)
+            task_id = request.root.params.taskId
+            return types.CancelTaskResult(
+                taskId=task_id, status="cancelled", createdAt=now, lastUpdatedAt=now, ttl=None
+            )
+        assert isinstance(request.root, types.ElicitRequest)
+        if request.root.params.task is not None:
+            now = datetime.now(UTC)
+            task = types.Task(
+                taskId=f"client-{request_id}", status="working", createdAt=now, lastUpdatedAt=now, ttl=None
+            )
+            return types.CreateTaskResult(task=task)
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
-            self.cancelled = True
+            self.pending_cancelled.append(request_id)
             raise
 
+    async def send_notification(
+        self, notification: types.ServerNotification, related_request_id: types.RequestId | None = None
+    ) -> None:
+        self.notifications.append((notification, related_request_id))
 
-async def test_a_task_that_ends_stops_forwarding_its_unanswered_request() -> None:
-    events = _Events("t1")
+    async def until_asked(self, count: int) -> None:
+        async with asyncio.timeout(TIMEOUT):
+            while len(self.asked) < count:
+                self.asking.clear()
+                await self.asking.wait()
+
+    def add_response_router(self, router: Any) -> None:
+        self.routers.append(router)
+
+    def called_off(self) -> list[tuple[types.RequestId | None, types.RequestId | None]]:
+        """The request ids of the `notifications/cancelled` sent, with the request each relates to."""
+        return [
+            (n.root.params.requestId, related)
+            for n, related in self.notifications
+            if isinstance(n.root, types.CancelledNotification)
+        ]
+
+
+@contextlib.asynccontextmanager
+async def _following(
+    *steps: list[pb.StreamTaskEventsResponse], first_id: int = 0
+) -> AsyncIterator[tuple[_Events, _Service, _Session, asyncio.Task[pb.TaskOutcome]]]:
+    """A bridge's `tasks/result` following a task whose events come in `steps` (the first at once,
+    each next one once the test sets its `go`), for a session whose next request id is `first_id`."""
+    events = _Events(*steps)
     service = _Service(events)
     bridge = McpBridge(cast("bridge_service_pb2_grpc.BridgeServiceAsyncStub", service))
     session = _Session()
+    session._request_id = first_id
     try:
         waiting = asyncio.create_task(
-            bridge._run_to_outcome(cast("ServerSession", session), "owner", "t1", request_id=1)
+            bridge._run_to_outcome(cast("ServerSession", session), "owner", TASK_ID, request_id=TOOLS_CALL_ID)
         )
-        await asyncio.wait_for(session.asked.wait(), 5)
-        events.end.set()  # the task ends (here: cancelled) while the client holds the question
-        outcome = await asyncio.wait_for(waiting, 5)
-        assert outcome.task.status == task_pb2.TASK_STATUS_CANCELLED
-        assert session.cancelled  # the question is no longer waited for
-        assert service.answers == []  # and nothing was answered in the client's name
-        assert events.closed  # the stream was closed as the bridge left it
+        yield events, service, session, waiting
     finally:
         await bridge.close()
+
+
+async def test_a_task_that_ends_calls_off_its_unanswered_request() -> None:
+    steps = ([_question("r1")], [_outcome()])
+    async with _following(*steps, first_id=41) as (events, service, session, waiting):
+        await session.until_asked(1)
+        events.go[1].set()  # the task ends (here: cancelled) while the client holds the question
+        outcome = await asyncio.wait_for(waiting, TIMEOUT)
+    assert outcome.task.status == task_pb2.TASK_STATUS_CANCELLED
+    assert session.pending_cancelled == [41]  # the question is no longer waited for
+    assert session.called_off() == [(41, TOOLS_CALL_ID)]  # and the client is told so
+    assert service.answers == []  # nothing was answered in the client's name
+    assert events.closed  # the stream was closed as the bridge left it
+    # The client's late answer to it (mcp's client answers a cancelled request) is dropped
+    # by the bridge's router, once; other responses go their usual way.
+    [router] = session.routers
+    cancelled = types.ErrorData(code=0, message="Request cancelled")
+    assert router.route_error(41, cancelled)
+    assert not router.route_error(41, cancelled)
+    assert not router.route_response(40, {})
+
+
+async def test_a_withdrawn_request_is_called_off_and_the_next_one_forwarded() -> None:
+    """The worker lost the task while the client held its question; the re-run asks again."""
+    steps = ([_question("r1")], [_withdrawn("r1"), _question("r2")], [_outcome()])
+    async with _following(*steps) as (events, service, session, waiting):
+        await session.until_asked(1)
+        events.go[1].set()
+        await session.until_asked(2)
+        assert session.pending_cancelled == [0]
+        assert session.called_off() == [(0, TOOLS_CALL_ID)]
+        assert not waiting.done()  # the task goes on, with the new question at the client
+        events.go[2].set()
+        await asyncio.wait_for(waiting, TIMEOUT)
+    assert session.pending_cancelled == [0, 1]
+    assert session.called_off() == [(0, TOOLS_CALL_ID), (1, TOOLS_CALL_ID)]
+    assert len(session.routers) == 1  # one router per session
+    assert service.answers == []
+
+
+async def test_a_withdrawal_of_a_request_never_forwarded_changes_nothing() -> None:
+    steps = ([_withdrawn("elsewhere"), _question("r1")], [_outcome()])
+    async with _following(*steps) as (events, _, session, waiting):
+        await session.until_asked(1)
+        assert session.called_off() == []
+        events.go[1].set()
+        await asyncio.wait_for(waiting, TIMEOUT)
+    assert session.called_off() == [(0, TOOLS_CALL_ID)]
+
+
+async def test_a_withdrawn_request_the_client_runs_as_a_task_gets_its_task_cancelled() -> None:
+    """Once the client made a task of the request, `tasks/cancel` calls it off, not a notification."""
+    steps = ([_question("r1", as_task=True)], [_withdrawn("r1")], [_outcome()])
+    async with _following(*steps) as (events, service, session, waiting):
+        await asyncio.wait_for(session.experimental.polling.wait(), TIMEOUT)
+        events.go[1].set()
+        await session.until_asked(2)
+        cancel = session.asked[1][1].root
+        assert isinstance(cancel, types.CancelTaskRequest)
+        assert cancel.params.taskId == "client-0"
+        assert session.called_off() == []
+        events.go[2].set()
+        await asyncio.wait_for(waiting, TIMEOUT)
+    assert len(session.asked) == 2  # nothing more to call off at the end
+    assert service.answers == []

@@ -84,7 +84,7 @@ class Bridge:
                 async for event in call:
                     kind = event.WhichOneof("event")
                     task: task_pb2.Task = event.outcome.task if kind == "outcome" else event.task
-                    if kind != "request" and check(task):
+                    if kind in ("task", "outcome") and check(task):
                         return task
                     if kind == "outcome":
                         raise AssertionError(f"task ended first: {task}")

@@ -12,6 +12,7 @@ from mcp import types
 from mcp.shared.exceptions import McpError
 from taskservice_client import RemoteTaskContext, TaskServiceRejected
 from taskservice_client._convert import dict_to_struct, struct_to_dict
+from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2 as bpb
 from taskservice_client._proto.mcptasks.v1 import task_pb2
 
 from taskservice.testing import RunningService
@@ -454,8 +455,8 @@ async def test_a_question_of_a_lost_holding_is_withdrawn_and_its_wait_refused(
 ) -> None:
     """The task goes back to the queue while its first run waits for the client (as when the
     service declared the worker lost): that run's request names its lease, so its wait ends
-    with LEASE_NOT_HELD, its question is withdrawn (a late answer is refused), and the re-run
-    finishes the task."""
+    with LEASE_NOT_HELD, its question is withdrawn (the bridge's event stream says so, and a
+    late answer is refused), and the re-run finishes the task."""
     worker = make_worker(service.target)
     runs: list[int] = []
     refused: list[str] = []
@@ -479,9 +480,20 @@ async def test_a_question_of_a_lost_holding_is_withdrawn_and_its_wait_refused(
         held = await service.manager.store.get_task(task_id)
         assert held is not None
         assert held.lease_id
-        await service.manager.release(held.worker_id, task_id, held.lease_id)
-        with anyio.fail_after(WAIT):
-            await first_refused.wait()
+        events = bridge.stub.StreamTaskEvents(
+            bpb.StreamTaskEventsRequest(owner=bridge.owner, task_id=task_id, skip_changes=True)
+        )
+        try:
+            with anyio.fail_after(WAIT):
+                delivered = await events.read()
+                assert delivered.request.request_id == first.request_id
+                await service.manager.release(held.worker_id, task_id, held.lease_id)
+                withdrawn = await events.read()
+                await first_refused.wait()
+        finally:
+            events.cancel()
+        assert withdrawn.WhichOneof("event") == "withdrawn"
+        assert withdrawn.withdrawn.request_id == first.request_id
         with pytest.raises(grpc.aio.AioRpcError) as late:
             await bridge.answer_error(task_id, first.request_id, -1, "too late")
         task, result = await bridge.outcome(task_id)

@@ -17,8 +17,23 @@ from taskservice.domain.errors import (
     ToolNotServed,
     WorkerNotFound,
 )
-from taskservice.domain.model import Dispatch, RequestState, TaskRecord, TaskStatus, ToolSpec, WorkerRecord
-from taskservice.domain.service import RequestQueued, ServiceLimits, TaskManager
+from taskservice.domain.model import (
+    ClientRequest,
+    Dispatch,
+    RequestState,
+    TaskRecord,
+    TaskStatus,
+    ToolSpec,
+    WorkerRecord,
+)
+from taskservice.domain.service import (
+    RequestQueued,
+    RequestWithdrawal,
+    ServiceLimits,
+    TaskEvent,
+    TaskFinished,
+    TaskManager,
+)
 from taskservice.store import TaskStore
 
 from .support import TIMEOUT, FakeClock, closing, next_of, settle
@@ -667,6 +682,43 @@ async def test_a_released_task_withdraws_its_questions(manager: TaskManager, sto
     released = await manager.release(worker.worker_id, task.task_id, held.lease_id)
     assert (released.status, released.dispatch) == (TaskStatus.WORKING, Dispatch.QUEUED)
     assert [r.state for r in (await stored(store, task.task_id)).requests] == [RequestState.WITHDRAWN] * 2
+
+
+async def _next_about(
+    events: AsyncIterator[TaskEvent], kind: type[RequestQueued | RequestWithdrawal], request: ClientRequest
+) -> RequestQueued | RequestWithdrawal:
+    """The view's next event: one of `kind` about `request`."""
+    event = await next_of(events)
+    assert isinstance(event, kind), event
+    assert event.request.request_id == request.request_id
+    return event
+
+
+async def test_a_bridge_view_hears_of_the_withdrawal_of_what_it_delivered(manager: TaskManager) -> None:
+    """The bridge put the question to a client: the view says it was withdrawn (so the bridge can
+    call it off), before the re-run's question; an answered one is never reported withdrawn."""
+    worker = await manager.register_worker([SAFE])
+    task = await manager.create_task(OWNER, "safe")
+    [held] = await run_on(manager, worker.worker_id, 1)
+    _, answered = await manager.ask(task.task_id, ELICIT, {"message": "first?"}, lease_id=held.lease_id)
+    async with closing(manager.events(OWNER, task.task_id, changes=False)) as events:
+        await _next_about(events, RequestQueued, answered)
+        await manager.answer(OWNER, task.task_id, answered.request_id, result={"action": "accept"})
+        _, open_one = await manager.ask(task.task_id, ELICIT, {"message": "second?"}, lease_id=held.lease_id)
+        await _next_about(events, RequestQueued, open_one)
+
+        await manager.release(worker.worker_id, task.task_id, held.lease_id)
+        gone = await _next_about(events, RequestWithdrawal, open_one)
+        assert gone.request.state is RequestState.WITHDRAWN
+
+        [again] = await run_on(manager, worker.worker_id, 1)
+        _, rerun = await manager.ask(task.task_id, ELICIT, {"message": "second?"}, lease_id=again.lease_id)
+        await _next_about(events, RequestQueued, rerun)
+        await manager.release(worker.worker_id, task.task_id, again.lease_id)
+        await _next_about(events, RequestWithdrawal, rerun)  # the re-run's, once; not the first again
+        await manager.cancel(OWNER, task.task_id)
+        end = await next_of(events)
+    assert isinstance(end, TaskFinished)
 
 
 async def test_an_answered_question_is_kept_when_the_task_is_requeued(

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import math
 import re
 import secrets
 import sys
@@ -226,6 +227,8 @@ class Client:
         self.sampling: SamplingFnT = _no_sampling
         self.notifications: list[types.ServerNotification] = []
         self.sent_requests: dict[str, list[types.RequestId]] = {}
+        self.sent_answers: list[types.RequestId] = []
+        self.called_off: list[types.RequestId] = []
         self.session_id: str | None = None
         self._session: ClientSession | None = None
         self._changed = anyio.Event()
@@ -246,6 +249,8 @@ class Client:
         self.sampling = _no_sampling
         self.notifications.clear()
         self.sent_requests.clear()
+        self.sent_answers.clear()
+        self.called_off.clear()
         self._drop.clear()
 
     # The ClientSession's callbacks.
@@ -283,11 +288,25 @@ class Client:
             if dropped is not None:
                 dropped.set()
                 return False
+        notification = message.message.root if isinstance(message, SessionMessage) else None
+        if (
+            isinstance(notification, types.JSONRPCNotification)
+            and notification.method == "notifications/cancelled"
+            and notification.params is not None
+        ):
+            # Seen here, as it arrives: the session reads it only once the callback it calls off
+            # returned (mcp 1.30's client runs its callbacks in its receive loop).
+            self.called_off.append(notification.params["requestId"])
+            self._wake()
         return True
 
     def _outgoing(self, message: SessionMessage) -> bool:
-        if isinstance(message.message.root, types.JSONRPCRequest):
-            self.sent_requests.setdefault(message.message.root.method, []).append(message.message.root.id)
+        root = message.message.root
+        if isinstance(root, types.JSONRPCRequest):
+            self.sent_requests.setdefault(root.method, []).append(root.id)
+            self._wake()
+        elif isinstance(root, types.JSONRPCResponse | types.JSONRPCError):
+            self.sent_answers.append(root.id)
             self._wake()
         return True
 
@@ -409,7 +428,9 @@ async def open_client(
 ) -> AsyncIterator[Client]:
     """A ClientSession over a transport's streams, with a Client recording what passes between them."""
     client = Client(transport)
-    to_session, session_read = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    # Unbounded towards the session, so that `Client._incoming` sees each message as it arrives,
+    # also while the session's receive loop is busy in a callback.
+    to_session, session_read = anyio.create_memory_object_stream[SessionMessage | Exception](math.inf)
     session_write, from_session = anyio.create_memory_object_stream[SessionMessage](0)
     with warnings.catch_warnings():
         # ClientSession warns that its experimental tasks API goes away in mcp 2; it is what we test.

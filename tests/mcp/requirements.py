@@ -116,6 +116,11 @@ REQUIREMENTS: dict[str, str] = {
         "A client that drops out of tasks/result (cancels the call, or its HTTP connection goes) loses"
         " nothing: the next tasks/result gets the request it left unanswered, and the worker is asked once."
     ),
+    "design:unanswered-question-called-off": (
+        "A question the task no longer waits for (the task ended first, or its worker lost the task and"
+        " the re-run asks again) is called off at the client with notifications/cancelled, which"
+        " cancels the client's callback; the client's late answer to it is no error on the server."
+    ),
     # --- notifications --------------------------------------------------------------
     f"{TASKS}#task-status-notification": (
         "notifications/tasks/status on every status change of the session's tasks (input_required"

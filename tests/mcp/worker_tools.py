@@ -177,6 +177,15 @@ async def ask_once(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> dict[st
     return {"action": answer.action, "content": answer.content}
 
 
+@worker.tool(description="Elicits; stops waiting once gate <gate> opens, then completes.", input_schema=GATED)
+async def ask_then_give_up(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+    async with anyio.create_task_group() as group:
+        group.start_soon(ctx.elicit, "Still there?", {"type": "object", "properties": {}})
+        await wait_gate(arguments["gate"])
+        group.cancel_scope.cancel()
+    return "gave up waiting"
+
+
 @worker.tool(description="Samples with a tool offered to the model; reports the result or the SDK error.")
 async def sample_with_tools(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> dict[str, Any]:
     try:

@@ -4,8 +4,9 @@
 ts_flow_worker:worker`) run as processes; `node tests/node/ts_sdk_flow.mjs`
 is the client (`@modelcontextprotocol/sdk` 1.32, `client.experimental.tasks.callToolStream`,
 installed from tests/node/package-lock.json): a task call with status
-notifications, an elicitation its handler answers, sampling, the result, and a
-cancellation, which the worker sees.
+notifications, an elicitation its handler answers, sampling, the result, a
+cancellation, which the worker sees, and a question the task stopped waiting for,
+which the bridge calls off (the client's handler is aborted).
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ def test_typescript_sdk_client_main_flow(tmp_path: Path) -> None:
             assert summary["messageTypes"][-1] == "result"
             assert summary["elicitations"] == 1
             assert summary["samplings"] == 1
+            # The question ask_until_gate stopped waiting for was called off: the handler aborted.
+            assert summary["calledOff"] == [
+                {"outcome": "aborted", "reason": "The task no longer waits for this request."}
+            ]
 
             cancelled = summary["cancelledTaskId"]
             deadline = time.monotonic() + WAIT

@@ -6,6 +6,7 @@ It appends what it sees to $TS_FLOW_EVENTS (one JSON object a line).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from typing import Any
@@ -71,3 +72,28 @@ async def wait_forever(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str
         )
         raise
     return "never"
+
+
+# Gates of ask_until_gate, opened by open_gate (a call of the client's while it holds the question).
+_gates: dict[str, asyncio.Event] = {}
+GATE = {"type": "object", "properties": {"gate": {"type": "string"}}, "required": ["gate"]}
+
+
+@worker.tool(
+    description="Asks a question; stops waiting for it once open_gate opens its gate, then completes",
+    input_schema=GATE,
+    task_support="required",
+)
+async def ask_until_gate(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+    gate = _gates.setdefault(arguments["gate"], asyncio.Event())
+    async with anyio.create_task_group() as group:
+        group.start_soon(ctx.elicit, "Still there?", {"type": "object", "properties": {}})
+        await gate.wait()
+        group.cancel_scope.cancel()
+    return "stopped waiting"
+
+
+@worker.tool(description="Opens a gate of ask_until_gate", input_schema=GATE, task_support="forbidden")
+async def open_gate(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+    _gates.setdefault(arguments["gate"], asyncio.Event()).set()
+    return "opened"

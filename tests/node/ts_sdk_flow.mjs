@@ -1,7 +1,8 @@
 // Issue 4, "Must show": the TypeScript SDK's client (@modelcontextprotocol/sdk 1.32)
 // drives the main flow against `taskservice serve` with a Python worker:
 // task call with status notifications, an elicitation answered by this client's
-// elicitation handler, sampling, the result, and a cancellation.
+// elicitation handler, sampling, the result, a cancellation, and a question the task
+// stopped waiting for, called off at the client.
 //
 //   node tests/node/ts_sdk_flow.mjs http://127.0.0.1:8000/mcp
 //
@@ -31,7 +32,21 @@ const client = new Client(
   { name: "ts-sdk-e2e", version: "1.0.0" },
   { capabilities: { elicitation: { form: {} }, sampling: {} } },
 );
-client.setRequestHandler(ElicitRequestSchema, async (request) => {
+const calledOff = [];
+client.setRequestHandler(ElicitRequestSchema, async (request, extra) => {
+  if (request.params.message === "Still there?") {
+    // Hold the question, let the tool stop waiting for it, and see the server call it off:
+    // notifications/cancelled aborts this handler (and the SDK then sends no answer).
+    let timer;
+    const outcome = new Promise((resolve) => {
+      extra.signal.addEventListener("abort", () => resolve("aborted"), { once: true });
+      timer = setTimeout(() => resolve("not called off"), 20_000);
+    });
+    await client.callTool({ name: "open_gate", arguments: { gate: "called-off" } });
+    calledOff.push({ outcome: await outcome, reason: String(extra.signal.reason ?? "") });
+    clearTimeout(timer);
+    return { action: "decline" };
+  }
   elicitations.push(request.params);
   return { action: "accept", content: { colour: "teal" } };
 });
@@ -43,8 +58,8 @@ client.setNotificationHandler(TaskStatusNotificationSchema, (notification) => {
   statuses.push(notification.params);
 });
 
-await client.connect(new StreamableHTTPClientTransport(new URL(url)));
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+await client.connect(new StreamableHTTPClientTransport(new URL(url)));
 
 // The worker's tools, with their task support (callToolStream then calls them as tasks).
 let tools = [];
@@ -100,6 +115,18 @@ assert.equal(rest.at(-1).type, "error", JSON.stringify(rest.at(-1)));
 assert.match(String(rest.at(-1).error?.message), /cancelled/);
 assert.equal((await client.experimental.tasks.getTask(cancelId)).status, "cancelled");
 
+// A question the task stopped waiting for: called off at this client, whose handler is aborted.
+const gaveUp = [];
+for await (const message of client.experimental.tasks.callToolStream({
+  name: "ask_until_gate",
+  arguments: { gate: "called-off" },
+})) {
+  gaveUp.push(message);
+}
+assert.equal(gaveUp.at(-1).type, "result", JSON.stringify(gaveUp.at(-1), null, 1));
+assert.deepEqual(gaveUp.at(-1).result.content, [{ type: "text", text: "stopped waiting" }]);
+assert.deepEqual(calledOff, [{ outcome: "aborted", reason: "The task no longer waits for this request." }]);
+
 console.log(
   JSON.stringify({
     taskId,
@@ -108,6 +135,7 @@ console.log(
     statuses: seen,
     elicitations: elicitations.length,
     samplings: samplings.length,
+    calledOff,
   }),
 );
 clearTimeout(deadline);

@@ -112,14 +112,16 @@ class TaskOutcome(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class StreamTaskEventsResponse(_message.Message):
-    __slots__ = ("task", "request", "outcome")
+    __slots__ = ("task", "request", "outcome", "withdrawn")
     TASK_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAWN_FIELD_NUMBER: _ClassVar[int]
     task: _task_pb2.Task
     request: _task_pb2.PendingRequest
     outcome: TaskOutcome
-    def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., request: _Optional[_Union[_task_pb2.PendingRequest, _Mapping]] = ..., outcome: _Optional[_Union[TaskOutcome, _Mapping]] = ...) -> None: ...
+    withdrawn: _task_pb2.PendingRequest
+    def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., request: _Optional[_Union[_task_pb2.PendingRequest, _Mapping]] = ..., outcome: _Optional[_Union[TaskOutcome, _Mapping]] = ..., withdrawn: _Optional[_Union[_task_pb2.PendingRequest, _Mapping]] = ...) -> None: ...
 
 class AnswerRequestRequest(_message.Message):
     __slots__ = ("owner", "task_id", "request_id", "result", "error")
