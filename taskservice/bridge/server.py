@@ -33,6 +33,7 @@ from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
+from mcp.shared.experimental.tasks.polling import poll_until_terminal
 from mcp.shared.message import ServerMessageMetadata
 from taskservice_client._channel import TLSConfig, open_channel
 from taskservice_client._client import Metadata, bearer_metadata
@@ -68,6 +69,8 @@ FORWARDED_ERRORS = {
 }
 
 
+ResultT = TypeVar("ResultT", bound=types.Result)
+
 CALLED_OFF_KEPT = 1024
 """How many called-off requests of a session the bridge still expects a late answer to."""
 CANCEL_WAIT = 5.0
@@ -85,9 +88,10 @@ class _Asked:
 
     def __init__(self) -> None:
         self.jsonrpc_id: int | None = None
-        """The JSON-RPC id of the request the client has not answered yet."""
+        """The JSON-RPC id of the request the client has now and has not answered yet: the
+        question, or a `tasks/get` or `tasks/result` for the client's task that runs it."""
         self.client_task: str | None = None
-        """The client's task that runs the request, once the client made one."""
+        """The client's task that runs the question, once the client made one."""
 
 
 class _CalledOff:
@@ -115,6 +119,23 @@ class _CalledOff:
 
     def route_error(self, request_id: types.RequestId, error: types.ErrorData) -> bool:
         return self._take(request_id)
+
+
+async def _send(
+    session: ServerSession,
+    asked: _Asked,
+    request: types.ServerRequest,
+    result_type: type[ResultT],
+    metadata: ServerMessageMetadata | None = None,
+) -> ResultT:
+    """`session.send_request`, with the request's JSON-RPC id in `asked` while the client has it."""
+    # The id send_request is about to give the request: mcp 1.30's BaseSession counts them, and
+    # nothing runs in between.
+    asked.jsonrpc_id = session._request_id
+    try:
+        return await session.send_request(request, result_type, metadata=metadata)
+    finally:
+        asked.jsonrpc_id = None
 
 
 @functools.lru_cache(maxsize=256)
@@ -653,6 +674,8 @@ class McpBridge:
         if forward.done():
             return  # answered
         forward.cancel()
+        if asked.client_task is not None:
+            self._spawn(self._cancel_client_task(session, asked.client_task), "bridge-cancel-client-task")
         if asked.jsonrpc_id is not None:
             called_off = self._called_off.get(session)
             if called_off is None:
@@ -670,8 +693,6 @@ class McpBridge:
                 )
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 log.info("request %s not called off: the session is closed", asked.jsonrpc_id)
-        elif asked.client_task is not None:
-            self._spawn(self._cancel_client_task(session, asked.client_task), "bridge-cancel-client-task")
 
     @staticmethod
     async def _cancel_client_task(session: ServerSession, task_id: str) -> None:
@@ -702,19 +723,23 @@ class McpBridge:
                 request = types.ServerRequest(types.ElicitRequest.model_validate({"params": params}))
             else:
                 request = types.ServerRequest(types.CreateMessageRequest.model_validate({"params": params}))
-            # The id send_request is about to give the request (mcp 1.30's BaseSession counts
-            # them; nothing runs in between).
-            asked.jsonrpc_id = session._request_id
             if "task" in params:
                 # The client runs it as its own task: wait for that task, then fetch its result.
-                created = await session.send_request(request, types.CreateTaskResult, metadata=metadata)
-                asked.jsonrpc_id, asked.client_task = None, created.task.taskId
-                async for _ in session.experimental.poll_task(created.task.taskId):
+                created = await _send(session, asked, request, types.CreateTaskResult, metadata)
+                client_task = asked.client_task = created.task.taskId
+
+                async def get_task(task_id: str) -> types.GetTaskResult:
+                    query = types.GetTaskRequest(params=types.GetTaskRequestParams(taskId=task_id))
+                    return await _send(session, asked, types.ServerRequest(query), types.GetTaskResult)
+
+                async for _ in poll_until_terminal(get_task, client_task):
                     pass
-                result = await session.experimental.get_task_result(created.task.taskId, AnyResult)
+                asked.client_task = None  # ended: nothing to cancel
+                fetch = types.GetTaskPayloadRequestParams(taskId=client_task)
+                payload = types.ServerRequest(types.GetTaskPayloadRequest(params=fetch))
+                result = await _send(session, asked, payload, AnyResult)
             else:
-                result = await session.send_request(request, AnyResult, metadata=metadata)
-            asked.jsonrpc_id = asked.client_task = None
+                result = await _send(session, asked, request, AnyResult, metadata)
             answer.result.CopyFrom(_struct(dump_model(result)))
         except McpError as exc:
             answer.error.CopyFrom(task_pb2.McpError(code=exc.error.code, message=exc.error.message))

@@ -82,19 +82,10 @@ class _Service:
         return pb.AnswerRequestResponse()
 
 
-class _Experimental:
-    def __init__(self) -> None:
-        self.polling = asyncio.Event()
-
-    async def poll_task(self, task_id: str) -> AsyncIterator[types.GetTaskResult]:
-        self.polling.set()
-        await asyncio.Event().wait()  # the client's task never ends by itself
-        yield cast("types.GetTaskResult", None)
-
-
 class _Session:
     """A client that never answers a question by itself: each is pending until it is called off.
-    A task-augmented question gets a client task at once. Ids count as mcp's BaseSession does."""
+    A task-augmented question gets a client task at once, whose `tasks/get` never returns. Ids
+    count as mcp's BaseSession counts them."""
 
     def __init__(self) -> None:
         self._request_id = 0
@@ -103,7 +94,6 @@ class _Session:
         self.pending_cancelled: list[int] = []
         self.notifications: list[tuple[types.ServerNotification, types.RequestId | None]] = []
         self.routers: list[Any] = []
-        self.experimental = _Experimental()
 
     async def send_request(self, request: types.ServerRequest, result_type: Any, **_: Any) -> Any:
         request_id = self._request_id
@@ -116,8 +106,7 @@ class _Session:
             return types.CancelTaskResult(
                 taskId=task_id, status="cancelled", createdAt=now, lastUpdatedAt=now, ttl=None
             )
-        assert isinstance(request.root, types.ElicitRequest)
-        if request.root.params.task is not None:
+        if isinstance(request.root, types.ElicitRequest) and request.root.params.task is not None:
             now = datetime.now(UTC)
             task = types.Task(
                 taskId=f"client-{request_id}", status="working", createdAt=now, lastUpdatedAt=now, ttl=None
@@ -221,17 +210,24 @@ async def test_a_withdrawal_of_a_request_never_forwarded_changes_nothing() -> No
 
 
 async def test_a_withdrawn_request_the_client_runs_as_a_task_gets_its_task_cancelled() -> None:
-    """Once the client made a task of the request, `tasks/cancel` calls it off, not a notification."""
+    """Once the client made a task of the request, `tasks/cancel` calls that task off (the spec's
+    way); the `tasks/get` the bridge had in flight is called off too, and its late answer dropped."""
     steps = ([_question("r1", as_task=True)], [_withdrawn("r1")], [_outcome()])
     async with _following(*steps) as (events, service, session, waiting):
-        await asyncio.wait_for(session.experimental.polling.wait(), TIMEOUT)
+        await session.until_asked(2)  # the question, then a tasks/get of the client's task
+        polling = session.asked[1][1].root
+        assert isinstance(polling, types.GetTaskRequest)
+        assert polling.params.taskId == "client-0"
         events.go[1].set()
-        await session.until_asked(2)
-        cancel = session.asked[1][1].root
+        await session.until_asked(3)
+        cancel = session.asked[2][1].root
         assert isinstance(cancel, types.CancelTaskRequest)
         assert cancel.params.taskId == "client-0"
-        assert session.called_off() == []
+        assert session.called_off() == [(1, TOOLS_CALL_ID)]
         events.go[2].set()
         await asyncio.wait_for(waiting, TIMEOUT)
-    assert len(session.asked) == 2  # nothing more to call off at the end
+    assert len(session.asked) == 3  # nothing more to call off at the end
+    assert session.pending_cancelled == [1]
+    [router] = session.routers
+    assert router.route_response(1, {})
     assert service.answers == []

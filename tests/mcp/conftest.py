@@ -27,6 +27,7 @@ import sys
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -639,6 +640,19 @@ def mcp(stack: Stack, transport: str, request: pytest.FixtureRequest) -> Connect
 
 def gate_name() -> str:
     return "g-" + secrets.token_hex(6)
+
+
+def new_client_task(metadata: types.TaskMetadata) -> types.Task:
+    """A task of the client's own (for a task-augmented request), working, polled every 20 ms."""
+    now = datetime.now(UTC)
+    return types.Task(
+        taskId=f"client-{secrets.token_hex(4)}",
+        status="working",
+        createdAt=now,
+        lastUpdatedAt=now,
+        ttl=metadata.ttl,
+        pollInterval=20,
+    )
 
 
 def text_of(result: types.CallToolResult) -> str:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 from mcp import types
+from mcp.client.experimental.task_handlers import ExperimentalTaskHandlers
 from mcp.client.session import ClientSession
 from mcp.shared.context import RequestContext
 
-from .conftest import WAIT, Client, Connector, Stack, gate_name, text_of
+from .conftest import WAIT, Client, Connector, Stack, gate_name, new_client_task, text_of
 from .requirements import requirement
 
 Context = RequestContext[ClientSession, Any]
@@ -129,3 +131,70 @@ async def test_a_question_of_a_lost_run_is_called_off_and_the_rerun_asks_again(
         first.stop()
         if second is not None:
             second.stop()
+
+
+class UnendingTasksOfTheClient:
+    """A client that runs a task-augmented elicitation as a task of its own that never ends by
+    itself (the user does not answer), until the server cancels it with tasks/cancel."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, types.Task] = {}
+        self.cancelled: list[str] = []
+        self.changed = anyio.Event()
+
+    def handlers(self) -> ExperimentalTaskHandlers:
+        return ExperimentalTaskHandlers(
+            get_task=self.get_task, cancel_task=self.cancel_task, augmented_elicitation=self.elicit
+        )
+
+    def _wake(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    async def until(self, check: Any) -> None:
+        with anyio.fail_after(WAIT):
+            while not check():
+                await self.changed.wait()
+
+    async def elicit(
+        self, context: Context, params: types.ElicitRequestParams, task_metadata: types.TaskMetadata
+    ) -> types.CreateTaskResult:
+        task = new_client_task(task_metadata)
+        self.tasks[task.taskId] = task
+        self._wake()
+        return types.CreateTaskResult(task=task)
+
+    async def get_task(self, context: Context, params: types.GetTaskRequestParams) -> types.GetTaskResult:
+        return types.GetTaskResult.model_validate(self.tasks[params.taskId].model_dump())
+
+    async def cancel_task(
+        self, context: Context, params: types.CancelTaskRequestParams
+    ) -> types.CancelTaskResult:
+        task = self.tasks[params.taskId] = self.tasks[params.taskId].model_copy(
+            update={"status": "cancelled", "lastUpdatedAt": datetime.now(UTC)}
+        )
+        self.cancelled.append(params.taskId)
+        self._wake()
+        return types.CancelTaskResult.model_validate(task.model_dump())
+
+
+@requirement("design:unanswered-question-called-off")
+async def test_a_question_the_client_runs_as_a_task_is_called_off_with_tasks_cancel(
+    mcp: Connector, stack: Stack
+) -> None:
+    gate = gate_name()
+    client_tasks = UnendingTasksOfTheClient()
+    async with mcp.connect(task_handlers=client_tasks.handlers()) as client:
+        seen = server_log(stack, mcp.transport).count(LATE_ANSWER_ERROR)
+        task_id = (await client.call_as_task("ask_then_give_up", {"gate": gate, "as_task": True})).task.taskId
+        async with result_meanwhile(client, task_id) as results:
+            await client_tasks.until(lambda: client_tasks.tasks)
+            # The client made its task (its first answer) and the bridge polls it (tasks/get).
+            await client.wait_until(lambda: len(client.sent_answers) >= 2 or None)
+            stack.open_gate(gate)
+        assert text_of(results[0]) == "gave up waiting"
+        await client_tasks.until(lambda: client_tasks.cancelled)
+        assert client_tasks.cancelled == list(client_tasks.tasks)
+        with anyio.fail_after(WAIT):
+            await client.session.send_ping()
+        assert server_log(stack, mcp.transport).count(LATE_ANSWER_ERROR) == seen

@@ -9,7 +9,6 @@ follows to their result.
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +17,7 @@ from mcp.client.experimental.task_handlers import ExperimentalTaskHandlers
 from mcp.client.session import ClientSession
 from mcp.shared.context import RequestContext
 
-from .conftest import Connector, json_of
+from .conftest import Connector, json_of, new_client_task
 from .requirements import TASKS, requirement
 
 Context = RequestContext[ClientSession, Any]
@@ -113,15 +112,7 @@ class TasksOfTheClient:
         )
 
     def _create(self, metadata: types.TaskMetadata, result: types.Result) -> types.CreateTaskResult:
-        now = datetime.now(UTC)
-        task = types.Task(
-            taskId=f"client-{secrets.token_hex(4)}",
-            status="working",
-            createdAt=now,
-            lastUpdatedAt=now,
-            ttl=metadata.ttl,
-            pollInterval=20,
-        )
+        task = new_client_task(metadata)
         self.tasks[task.taskId] = task
         self.results[task.taskId] = result
         return types.CreateTaskResult(task=task)

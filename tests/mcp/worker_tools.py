@@ -177,10 +177,21 @@ async def ask_once(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> dict[st
     return {"action": answer.action, "content": answer.content}
 
 
-@worker.tool(description="Elicits; stops waiting once gate <gate> opens, then completes.", input_schema=GATED)
+@worker.tool(
+    description=(
+        "Elicits (as a task the client runs, with as_task); stops waiting once gate <gate> opens,"
+        " then completes."
+    ),
+    input_schema={
+        "type": "object",
+        "properties": {"gate": {"type": "string"}, "as_task": {"type": "boolean"}},
+        "required": ["gate"],
+    },
+)
 async def ask_then_give_up(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+    ask = ctx.elicit_as_task if arguments.get("as_task") else ctx.elicit
     async with anyio.create_task_group() as group:
-        group.start_soon(ctx.elicit, "Still there?", {"type": "object", "properties": {}})
+        group.start_soon(ask, "Still there?", {"type": "object", "properties": {}})
         await wait_gate(arguments["gate"])
         group.cancel_scope.cancel()
     return "gave up waiting"
