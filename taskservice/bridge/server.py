@@ -651,8 +651,9 @@ class McpBridge:
                         break
             except grpc.aio.AioRpcError as exc:
                 failure = rpc_error(exc, f"task {task_id}")
+            # The task waits no more (or, after a failure, no answer can go back this way).
             for forward, asked in forwards.values():
-                await self._call_off(session, forward, asked, request_id)  # the task waits no more
+                await self._call_off(session, forward, asked, request_id)
         if failure is not None:
             raise failure
         if outcome is None:
@@ -668,9 +669,10 @@ class McpBridge:
         asked: _Asked,
         related_request_id: types.RequestId,
     ) -> None:
-        """Stop forwarding a request the task no longer waits for, and tell the client so: a
-        `notifications/cancelled` for the request, or `tasks/cancel` for the client's task that
-        runs it (the spec's way for a task-augmented request)."""
+        """Stop forwarding a request the task no longer waits for, and tell the client so:
+        `tasks/cancel` for the client's task that runs it, if it made one (the spec's way for a
+        task-augmented request), and `notifications/cancelled` for whichever request of the
+        forward the client has now (the question itself, or a poll of that task)."""
         if forward.done():
             return  # answered
         forward.cancel()
