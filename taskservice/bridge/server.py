@@ -625,8 +625,11 @@ class McpBridge:
         # ExceptionGroup, which the SDK answers as an error with code 0 instead of ours.
         # Only the requests and the outcome: the status changes go out as notifications from
         # the task's follower (`_follow`), not from here.
+        # Named, so that the answers it carries back are told from those of another tasks/result
+        # open on the task at the same time: a question the client answered there is called off here.
+        view = secrets.token_hex(8)
         events = self.service.StreamTaskEvents(
-            pb.StreamTaskEventsRequest(owner=owner, task_id=task_id, skip_changes=True)
+            pb.StreamTaskEventsRequest(owner=owner, task_id=task_id, skip_changes=True, view_id=view)
         )
         # asyncio's task group, not anyio's: anyio's runs a checkpoint on the way out even when
         # no child is left (the usual case: the forward ended with its answer), which puts the
@@ -639,7 +642,9 @@ class McpBridge:
                     if kind == "request":
                         asked = _Asked()
                         pending = event.request
-                        forward = group.create_task(self._forward(session, owner, pending, request_id, asked))
+                        forward = group.create_task(
+                            self._forward(session, owner, pending, request_id, asked, view)
+                        )
                         forwards[pending.request_id] = (forward, asked)
                     elif kind == "withdrawn":
                         withdrawn = forwards.pop(event.withdrawn.request_id, None)
@@ -714,12 +719,16 @@ class McpBridge:
         pending: task_pb2.PendingRequest,
         related_request_id: types.RequestId,
         asked: _Asked,
+        view: str,
     ) -> None:
-        """Send one queued request to the client and store its answer (or error) in the service.
-        `asked` follows the request at the client, for `_call_off`."""
+        """Send one queued request to the client and store its answer (or error) in the service,
+        as the answer of the event stream `view`. `asked` follows the request at the client, for
+        `_call_off`."""
         params = struct_to_dict(pending.params)
         metadata = ServerMessageMetadata(related_request_id=related_request_id)
-        answer = pb.AnswerRequestRequest(owner=owner, task_id=pending.task_id, request_id=pending.request_id)
+        answer = pb.AnswerRequestRequest(
+            owner=owner, task_id=pending.task_id, request_id=pending.request_id, view_id=view
+        )
         try:
             if pending.method == "elicitation/create":
                 request = types.ServerRequest(types.ElicitRequest.model_validate({"params": params}))

@@ -128,9 +128,12 @@ class ClientRequest:
     state: RequestState = RequestState.PENDING
     result: JsonObject | None = None
     error: JsonObject | None = None  # {"code": int, "message": str, "data": Any}
+    # The bridge's view (`TaskManager.events`) that answered, when the answer named one: the
+    # other views that delivered the request call theirs off.
+    answered_by: str = ""
 
     def to_json(self) -> JsonObject:
-        return {
+        data: JsonObject = {
             "request_id": self.request_id,
             "method": self.method,
             "params": self.params,
@@ -140,6 +143,9 @@ class ClientRequest:
             "result": self.result,
             "error": self.error,
         }
+        if self.answered_by:
+            data["answered_by"] = self.answered_by
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
@@ -152,6 +158,7 @@ class ClientRequest:
             state=RequestState(data["state"]),
             result=data.get("result"),
             error=data.get("error"),
+            answered_by=data.get("answered_by", ""),
         )
 
 

@@ -108,8 +108,9 @@ class RequestQueued:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RequestWithdrawal:
-    """A request this view delivered that the task no longer waits for: its holding lost the
-    task, which went back to the queue (`_requeued`). Whoever put it to a client calls it off."""
+    """A request this view delivered that the task no longer waits for from it: its holding lost
+    the task, which went back to the queue (`_requeued`; state WITHDRAWN), or the client answered
+    another view's delivery of it (state ANSWERED). Whoever put it to a client calls it off."""
 
     task: TaskRecord
     request: ClientRequest
@@ -127,6 +128,14 @@ def _label(worker: WorkerRecord) -> str:
     """How a task's status message names a worker: by its declared name. The worker id
     is left out on purpose, because it addresses the worker's leases."""
     return repr(worker.name) if worker.name else "(unnamed)"
+
+
+def _gone_from(request: ClientRequest, view: str) -> bool:
+    """Whether a view (`TaskManager.events`) that delivered the request should call it off."""
+    if request.state is RequestState.WITHDRAWN:
+        return True
+    # A view without a name cannot tell another view's answer from its own.
+    return bool(view) and request.state is RequestState.ANSWERED and request.answered_by != view
 
 
 def _public_state(task: TaskRecord) -> tuple[object, ...]:
@@ -434,8 +443,11 @@ class TaskManager:
         *,
         result: JsonObject | None = None,
         error: JsonObject | None = None,
+        view: str = "",
     ) -> TaskRecord:
-        """Store the client's answer to a pending request; the first answer wins."""
+        """Store the client's answer to a pending request; the first answer wins. `view` names the
+        view of `events` whose delivery the client answered: the other views are told to call
+        theirs off."""
         if (result is None) == (error is None):
             raise InvalidArgument("answer", "give exactly one of result and error")
 
@@ -450,7 +462,9 @@ class TaskManager:
                 raise RequestWithdrawn(task_id, request_id)
             if task.status.is_terminal:
                 raise InvalidTransition(task_id, task.status.value, "take an answer")
-            answered = dataclasses.replace(request, state=RequestState.ANSWERED, result=result, error=error)
+            answered = dataclasses.replace(
+                request, state=RequestState.ANSWERED, result=result, error=error, answered_by=view
+            )
             requests = tuple(answered if r.request_id == request_id else r for r in task.requests)
             still_pending = any(r.state is RequestState.PENDING for r in requests)
             return self._changed(
@@ -463,13 +477,15 @@ class TaskManager:
         return await self.store.update_task(task_id, change)
 
     async def events(
-        self, owner: str, task_id: str, *, changes: bool = True
+        self, owner: str, task_id: str, *, changes: bool = True, view: str = ""
     ) -> AsyncGenerator[TaskEvent, None]:
         """A bridge's view of a task until it ends: state changes (unless not `changes`),
         unanswered requests and the withdrawal of those it delivered, then its end.
 
         Requests still pending from an earlier view are delivered again, in order,
-        so a client that dropped out of `tasks/result` loses nothing.
+        so a client that dropped out of `tasks/result` loses nothing. When two views are open at
+        once, both deliver a request: a view named `view` also reports as withdrawn each request
+        it delivered that was answered other than through it (`answer` with another view).
         """
         last: tuple[object, ...] | None = None
         delivered: set[str] = set()
@@ -484,7 +500,7 @@ class TaskManager:
                 gone: list[ClientRequest] = []
                 for request_id in unanswered:
                     request = task.find_request(request_id)
-                    if request is not None and request.state is RequestState.WITHDRAWN:
+                    if request is not None and _gone_from(request, view):
                         gone.append(request)
                 changed = changes and _public_state(task) != seen  # noqa: B023 (this pass)
                 if fresh or gone or changed or task.status.is_terminal:
@@ -502,7 +518,7 @@ class TaskManager:
             for request in sorted(gone, key=lambda r: r.sequence):
                 unanswered.discard(request.request_id)
                 yield RequestWithdrawal(task, request)
-            if unanswered:  # answered ones are never withdrawn
+            if unanswered:  # answered through this view (or any, for an unnamed view): kept
                 unanswered.intersection_update(r.request_id for r in task.pending_requests)
             for request in sorted(fresh, key=lambda r: r.sequence):
                 delivered.add(request.request_id)

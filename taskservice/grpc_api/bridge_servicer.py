@@ -89,7 +89,9 @@ class BridgeServicer(bridge_service_pb2_grpc.BridgeServiceServicer):
             task_id = required(request.task_id, "task_id")
             # Closed with this stream: a caller that stops reading after the outcome (as the
             # bridge does) leaves no generator for the garbage collector to close.
-            events = self.manager.events(request.owner, task_id, changes=not request.skip_changes)
+            events = self.manager.events(
+                request.owner, task_id, changes=not request.skip_changes, view=request.view_id
+            )
             async with contextlib.aclosing(events):
                 async for event in events:
                     match event:
@@ -117,7 +119,9 @@ class BridgeServicer(bridge_service_pb2_grpc.BridgeServiceServicer):
                 data = self.payloads.object(request, "result", required=True)
                 assert data is not None
                 result = mcp_payloads.client_answer(asked.method, asked.params, data)
-                task = await self.manager.answer(request.owner, task_id, request_id, result=result)
+                task = await self.manager.answer(
+                    request.owner, task_id, request_id, result=result, view=request.view_id
+                )
             else:
                 required("" if answer is None else "error", "result or error")
                 error = mcp_payloads.client_error(
@@ -127,7 +131,9 @@ class BridgeServicer(bridge_service_pb2_grpc.BridgeServiceServicer):
                     if request.error.HasField("data")
                     else None,
                 )
-                task = await self.manager.answer(request.owner, task_id, request_id, error=error)
+                task = await self.manager.answer(
+                    request.owner, task_id, request_id, error=error, view=request.view_id
+                )
             return pb.AnswerRequestResponse(task=task_message(task))
 
     async def ListTools(self, request: pb.ListToolsRequest, context: Context) -> pb.ListToolsResponse:

@@ -721,6 +721,42 @@ async def test_a_bridge_view_hears_of_the_withdrawal_of_what_it_delivered(manage
     assert isinstance(end, TaskFinished)
 
 
+async def test_a_question_answered_through_one_view_is_withdrawn_from_the_others(
+    manager: TaskManager, store: TaskStore
+) -> None:
+    """Two tasks/result open at once both deliver the question. The client answers it through one
+    (view "a"): the other named view reports it withdrawn, so that its bridge calls it off. An
+    answer through no view reaches every named view that delivered it so. A view without a name
+    cannot tell another's answer from its own, and reports neither."""
+    worker = await manager.register_worker([WORK])
+    task = await manager.create_task(OWNER, "work")
+    [held] = await run_on(manager, worker.worker_id, 1)
+    _, first = await manager.ask(task.task_id, ELICIT, {"message": "first?"}, lease_id=held.lease_id)
+    async with (
+        closing(manager.events(OWNER, task.task_id, changes=False, view="a")) as here,
+        closing(manager.events(OWNER, task.task_id, changes=False, view="b")) as there,
+        closing(manager.events(OWNER, task.task_id, changes=False)) as unnamed,
+    ):
+        for events in (here, there, unnamed):
+            await _next_about(events, RequestQueued, first)
+        await manager.answer(OWNER, task.task_id, first.request_id, result={"action": "accept"}, view="a")
+        gone = await _next_about(there, RequestWithdrawal, first)
+        assert (gone.request.state, gone.request.answered_by) == (RequestState.ANSWERED, "a")
+
+        _, second = await manager.ask(task.task_id, ELICIT, {"message": "second?"}, lease_id=held.lease_id)
+        for events in (here, there, unnamed):  # "a" heard nothing of its own answer
+            await _next_about(events, RequestQueued, second)
+        await manager.answer(OWNER, task.task_id, second.request_id, result={"action": "decline"})
+        for events in (here, there):
+            await _next_about(events, RequestWithdrawal, second)
+
+        await manager.cancel(OWNER, task.task_id)
+        for events in (here, there, unnamed):  # nothing more before the end
+            end = await next_of(events)
+            assert isinstance(end, TaskFinished), end
+    assert [r.answered_by for r in (await stored(store, task.task_id)).requests] == ["a", ""]
+
+
 async def test_an_answered_question_is_kept_when_the_task_is_requeued(
     manager: TaskManager, store: TaskStore, clock: FakeClock, limits: ServiceLimits
 ) -> None:

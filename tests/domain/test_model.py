@@ -107,3 +107,13 @@ def test_a_replacer_refuses_a_class_whose_init_does_more_than_set_fields() -> No
     for cls in (Checked, Derived):
         with pytest.raises(TypeError, match="does more than set its fields"):
             replacer(cls)
+
+
+def test_the_view_that_answered_is_kept_in_json_and_a_request_without_one_keeps_its_old_json() -> None:
+    asked = ClientRequest("r1", "elicitation/create", {"message": "?"}, 1, 2_000)
+    answered = dataclasses.replace(
+        asked, state=RequestState.ANSWERED, result={"action": "accept"}, answered_by="view-a"
+    )
+    assert ClientRequest.from_json(answered.to_json()) == answered
+    assert "answered_by" not in asked.to_json()  # bodies stored before the field read the same
+    assert ClientRequest.from_json(asked.to_json()) == asked

@@ -228,6 +228,7 @@ class Client:
         self.sampling: SamplingFnT = _no_sampling
         self.notifications: list[types.ServerNotification] = []
         self.sent_requests: dict[str, list[types.RequestId]] = {}
+        self.received_requests: dict[str, list[types.RequestId]] = {}
         self.sent_answers: list[types.RequestId] = []
         self.called_off: list[types.RequestId] = []
         self.session_id: str | None = None
@@ -250,6 +251,7 @@ class Client:
         self.sampling = _no_sampling
         self.notifications.clear()
         self.sent_requests.clear()
+        self.received_requests.clear()
         self.sent_answers.clear()
         self.called_off.clear()
         self._drop.clear()
@@ -285,10 +287,14 @@ class Client:
     def _incoming(self, message: SessionMessage | Exception) -> bool:
         """Whether to pass a message on to the session (False drops it: see `drop_next`)."""
         if isinstance(message, SessionMessage) and isinstance(message.message.root, types.JSONRPCRequest):
-            dropped = self._drop.pop(message.message.root.method, None)
+            request = message.message.root
+            dropped = self._drop.pop(request.method, None)
             if dropped is not None:
                 dropped.set()
                 return False
+            # Seen here, as it arrives: the session reads it only once the callback it runs returned.
+            self.received_requests.setdefault(request.method, []).append(request.id)
+            self._wake()
         notification = message.message.root if isinstance(message, SessionMessage) else None
         if (
             isinstance(notification, types.JSONRPCNotification)

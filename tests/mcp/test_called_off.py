@@ -20,7 +20,7 @@ from mcp.client.experimental.task_handlers import ExperimentalTaskHandlers
 from mcp.client.session import ClientSession
 from mcp.shared.context import RequestContext
 
-from .conftest import WAIT, Client, Connector, Stack, gate_name, new_client_task, text_of
+from .conftest import WAIT, Client, Connector, Stack, gate_name, json_of, new_client_task, text_of
 from .requirements import requirement
 
 Context = RequestContext[ClientSession, Any]
@@ -131,6 +131,49 @@ async def test_a_question_of_a_lost_run_is_called_off_and_the_rerun_asks_again(
         first.stop()
         if second is not None:
             second.stop()
+
+
+class FirstCopyAnswered:
+    """An elicitation callback for one question that two tasks/result put to the client: it answers
+    the first copy once the second arrived (so that both were delivered before the answer), and the
+    second once the server called it off."""
+
+    def __init__(self) -> None:
+        self.asked: list[types.RequestId] = []
+        self.client: Client | None = None
+
+    async def __call__(self, context: Context, params: types.ElicitRequestParams) -> Any:
+        client = self.client
+        assert client is not None
+        self.asked.append(context.request_id)
+        if len(self.asked) == 1:
+            await client.wait_until(lambda: len(client.received_requests["elicitation/create"]) >= 2 or None)
+        else:
+            await client.wait_until(lambda: context.request_id in client.called_off or None)
+        return types.ElicitResult(action="accept", content={"ok": True})
+
+
+@requirement("design:unanswered-question-called-off")
+async def test_a_question_answered_in_one_tasks_result_is_called_off_in_the_other(
+    mcp: Connector, stack: Stack
+) -> None:
+    """Two tasks/result of one task, open at once, both put its question to the client. Once the
+    client answered one, the bridge calls the other off, while the task still runs (it waits at
+    its gate): the answer, not the task's end, called it off."""
+    gate = gate_name()
+    answers = FirstCopyAnswered()
+    async with mcp.connect(elicitation=answers) as client:
+        answers.client = client
+        seen = server_log(stack, mcp.transport).count(LATE_ANSWER_ERROR)
+        task_id = (await client.call_as_task("ask_once", {"gate": gate})).task.taskId
+        async with result_meanwhile(client, task_id) as first, result_meanwhile(client, task_id) as second:
+            await client.wait_until(lambda: len(client.called_off) == 1 or None)
+            assert client.received_requests["elicitation/create"] == answers.asked[:1] + client.called_off
+            assert (await client.get(task_id)).status == "working"
+            stack.open_gate(gate)
+        assert json_of(first[0]) == json_of(second[0]) == {"action": "accept", "content": {"ok": True}}
+        assert answers.asked == client.received_requests["elicitation/create"]
+        await assert_late_answer_was_no_error(client, stack, answers.asked[1], seen)
 
 
 class UnendingTasksOfTheClient:

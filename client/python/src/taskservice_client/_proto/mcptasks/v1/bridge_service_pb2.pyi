@@ -94,14 +94,16 @@ class GetTaskResultResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class StreamTaskEventsRequest(_message.Message):
-    __slots__ = ("owner", "task_id", "skip_changes")
+    __slots__ = ("owner", "task_id", "skip_changes", "view_id")
     OWNER_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     SKIP_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    VIEW_ID_FIELD_NUMBER: _ClassVar[int]
     owner: str
     task_id: str
     skip_changes: bool
-    def __init__(self, owner: _Optional[str] = ..., task_id: _Optional[str] = ..., skip_changes: bool = ...) -> None: ...
+    view_id: str
+    def __init__(self, owner: _Optional[str] = ..., task_id: _Optional[str] = ..., skip_changes: bool = ..., view_id: _Optional[str] = ...) -> None: ...
 
 class TaskOutcome(_message.Message):
     __slots__ = ("task", "result")
@@ -124,18 +126,20 @@ class StreamTaskEventsResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., request: _Optional[_Union[_task_pb2.PendingRequest, _Mapping]] = ..., outcome: _Optional[_Union[TaskOutcome, _Mapping]] = ..., withdrawn: _Optional[_Union[_task_pb2.PendingRequest, _Mapping]] = ...) -> None: ...
 
 class AnswerRequestRequest(_message.Message):
-    __slots__ = ("owner", "task_id", "request_id", "result", "error")
+    __slots__ = ("owner", "task_id", "request_id", "result", "error", "view_id")
     OWNER_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    VIEW_ID_FIELD_NUMBER: _ClassVar[int]
     owner: str
     task_id: str
     request_id: str
     result: _struct_pb2.Struct
     error: _task_pb2.McpError
-    def __init__(self, owner: _Optional[str] = ..., task_id: _Optional[str] = ..., request_id: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_task_pb2.McpError, _Mapping]] = ...) -> None: ...
+    view_id: str
+    def __init__(self, owner: _Optional[str] = ..., task_id: _Optional[str] = ..., request_id: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[_Union[_task_pb2.McpError, _Mapping]] = ..., view_id: _Optional[str] = ...) -> None: ...
 
 class AnswerRequestResponse(_message.Message):
     __slots__ = ("task",)
