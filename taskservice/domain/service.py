@@ -130,6 +130,15 @@ def _label(worker: WorkerRecord) -> str:
     return repr(worker.name) if worker.name else "(unnamed)"
 
 
+MAX_VIEW_LENGTH = 128
+"""The longest name of a view (`TaskManager.events`) an answer keeps; the bridge's are 16."""
+
+
+def _check_view(view: str) -> None:
+    if len(view) > MAX_VIEW_LENGTH:
+        raise InvalidArgument("view_id", f"at most {MAX_VIEW_LENGTH} characters, got {len(view)}")
+
+
 def _gone_from(request: ClientRequest, view: str) -> bool:
     """Whether a view (`TaskManager.events`) that delivered the request should call it off."""
     if request.state is RequestState.WITHDRAWN:
@@ -450,6 +459,7 @@ class TaskManager:
         theirs off."""
         if (result is None) == (error is None):
             raise InvalidArgument("answer", "give exactly one of result and error")
+        _check_view(view)
 
         def change(task: TaskRecord) -> TaskRecord:
             self._visible(task_id, task, owner)
@@ -487,6 +497,7 @@ class TaskManager:
         once, both deliver a request: a view named `view` also reports as withdrawn each request
         it delivered that was answered other than through it (`answer` with another view).
         """
+        _check_view(view)
         last: tuple[object, ...] | None = None
         delivered: set[str] = set()
         # Delivered and, as far as this view knows, still pending: watched for a withdrawal.

@@ -423,6 +423,34 @@ async def test_answer_that_is_not_an_elicit_result_is_invalid_argument_and_the_r
     assert [to_dict(e.result) for e in rest] == [{"action": "decline"}]
 
 
+async def test_an_overlong_view_is_invalid_argument_and_the_request_stays_pending(
+    clients: Clients, svc: RunningService, task_id: str
+) -> None:
+    elicit = clients.elicit(task_id)
+    pending = (await elicit.next()).pending
+    answer = bpb.AnswerRequestRequest(
+        owner=OWNER,
+        task_id=task_id,
+        request_id=pending.request_id,
+        result=to_struct({"action": "decline"}),
+        view_id="v" * 129,
+    )
+    async with task_unchanged(clients, svc, task_id):
+        error = await rich_error(clients.bridge.AnswerRequest(answer))
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.fields == ["view_id"]
+    assert "at most 128 characters, got 129" in error.message
+    events = clients.bridge.StreamTaskEvents(
+        bpb.StreamTaskEventsRequest(owner=OWNER, task_id=task_id, view_id="v" * 129)
+    )
+    stream = rich(await stream_error(events))
+    assert (stream.code, stream.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["view_id"])
+    answer.view_id = "v" * 128
+    await clients.bridge.AnswerRequest(answer)
+    rest = await elicit.rest()
+    assert [to_dict(e.result) for e in rest] == [{"action": "decline"}]
+
+
 async def test_answer_without_result_or_error_is_invalid_argument(
     clients: Clients, svc: RunningService, task_id: str
 ) -> None:
