@@ -624,9 +624,9 @@ class McpBridge:
         # Errors are raised outside the task group: inside, anyio would wrap them in an
         # ExceptionGroup, which the SDK answers as an error with code 0 instead of ours.
         # Only the requests and the outcome: the status changes go out as notifications from
-        # the task's follower (`_follow`), not from here.
-        # Named, so that the answers it carries back are told from those of another tasks/result
-        # open on the task at the same time: a question the client answered there is called off here.
+        # the task's follower (`_follow`), not from here. The stream is named, and so are the
+        # answers it carries back, so that a question the client answered in another tasks/result
+        # open on the task at the same time is called off here.
         view = secrets.token_hex(8)
         events = self.service.StreamTaskEvents(
             pb.StreamTaskEventsRequest(owner=owner, task_id=task_id, skip_changes=True, view_id=view)
