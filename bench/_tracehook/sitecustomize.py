@@ -69,8 +69,10 @@ def _wrap_generator(owner: Any, name: str, stage: str, mark: Callable[[str], Non
     @functools.wraps(original)
     async def wrapped(*args: Any, **kwargs: Any) -> Any:
         mark(stage + ".start")
+        count = 0
         async for item in original(*args, **kwargs):
-            mark(stage + ".yield")
+            count += 1
+            mark(stage + (".yield" if count == 1 else f".yield{count}"))
             yield item
 
     setattr(owner, name, wrapped)
@@ -187,12 +189,14 @@ def _patches(mark: Callable[[str], None]) -> dict[str, Callable[[ModuleType], No
         _wrap_async(m.McpBridge, "_forward", "s.forward", mark)
 
     def bridge_servicer(m: ModuleType) -> None:
+        _wrap_async(m.BridgeServicer, "AnswerRequest", "s.answer.done", mark, after=True)
         _wrap_async(m.BridgeServicer, "AnswerRequest", "s.answer", mark)
 
     def task_servicer(m: ModuleType) -> None:
         _wrap_async(m.TaskServicer, "Complete", "s.complete.done", mark, after=True)
         _wrap_async(m.TaskServicer, "Complete", "s.complete", mark)
         _wrap_generator(m.TaskServicer, "Elicit", "s.elicit", mark)
+        _wrap_async(m.TaskServicer, "_report", "s.report", mark)
 
     def domain(m: ModuleType) -> None:
         _wrap_generator(m.TaskManager, "follow", "s.follow", mark)
@@ -200,6 +204,9 @@ def _patches(mark: Callable[[str], None]) -> dict[str, Callable[[ModuleType], No
     def worker_context(m: ModuleType) -> None:
         _wrap_async(m.RemoteTaskContext, "elicit", "w.answer", mark, after=True)
         _wrap_async(m.RemoteTaskContext, "complete", "w.complete", mark)
+
+    def worker_outcomes(m: ModuleType) -> None:
+        _wrap_async(m.OutcomeStream, "report", "w.report", mark)
 
     def worker(m: ModuleType) -> None:
         _wrap_async(m.Worker, "_run_task", "w.assigned", mark)
@@ -218,6 +225,7 @@ def _patches(mark: Callable[[str], None]) -> dict[str, Callable[[ModuleType], No
         "taskservice.domain.service": domain,
         "taskservice_client._context": worker_context,
         "taskservice_client._worker": worker,
+        "taskservice_client._outcomes": worker_outcomes,
     }
 
 

@@ -139,6 +139,9 @@ def test_a_tiny_traced_run_marks_every_process(tmp_path: Path, capsys: pytest.Ca
         for stage in (f"s.notify:{status}.start", f"s.notify:{status}.queued", f"s.sse:notify:{status}"):
             assert stage in ours, stage
     assert {"s.follow.start", "s.follow.yield", "s.sse:ask", "s.sse:result"} <= set(ours)
+    # Each leg of the worker's: the answer handled and down the Elicit stream (its second item),
+    # the outcome written up ReportOutcomes and read off it.
+    assert {"s.answer.done", "s.elicit.yield2", "w.report", "s.report"} <= set(ours)
     assert {"s.notify:completed.start", "s.sse:notify:completed", "s.sse:result"} <= set(sdk)
     assert "s.notify:working.start" not in sdk
     assert not {"s.answer", "w.answer"} & set(sdk)
