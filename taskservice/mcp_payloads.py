@@ -2,7 +2,8 @@
 
 Payloads travel as JSON (protobuf Struct) so every language reads them; this
 module is where they meet MCP's own models. A payload that does not fit
-raises InvalidArgument naming the field, e.g. `result.content.0.type`.
+raises InvalidArgument naming the field, e.g. `result.content.0.type`; a stored
+one that does not (stored before a check existed) raises StoredDataInvalid.
 Client-bound request params are built exactly as the SDK's ServerSession
 builds them, related-task `_meta` included.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+import jsonschema
 import pydantic
 from mcp import types
 from mcp.server.validation import validate_sampling_tools, validate_tool_use_result_messages
@@ -23,7 +25,7 @@ from mcp.shared.experimental.tasks.capabilities import (
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
 from taskservice_client._convert import dump_model
 
-from taskservice.domain.errors import InvalidArgument
+from taskservice.domain.errors import InvalidArgument, StoredDataInvalid
 from taskservice.domain.model import JsonObject
 
 ELICIT_METHOD = "elicitation/create"
@@ -36,25 +38,83 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 _PRIMITIVE_TYPES = frozenset({"string", "number", "integer", "boolean"})
 
 
-def parse(model: type[M], data: Any, field: str, *, names: Mapping[str, str] | None = None) -> M:
+def _first_error(errors: list[Any]) -> tuple[tuple[int | str, ...], str]:
+    """Where and what the error to report is: the first one, leaving out the branches of a union
+    (MCP's content blocks) that are not the item's: those of another `type`, and those it is
+    not even the shape of (a list). So a `resource_link` item without its `name` is told about
+    ResourceLink's `name`, not about TextContent's `type`. An item whose `type` no branch has is
+    told so, with the types there are."""
+    mismatched = [
+        error
+        for error in errors
+        if error["type"] == "literal_error" and len(error["loc"]) >= 2 and error["loc"][-1] == "type"
+    ]
+    branches = {tuple(error["loc"][:-1]) for error in mismatched}
+    unions = {branch[:-1] for branch in branches}
+
+    def elsewhere(loc: tuple[int | str, ...]) -> bool:
+        if any(loc[: len(branch)] == branch for branch in branches):
+            return True
+        return any(len(loc) == len(union) + 1 and loc[: len(union)] == union for union in unions)
+
+    for error in errors:
+        loc = tuple(error["loc"])
+        if not elsewhere(loc):
+            return loc, str(error["msg"])
+    if mismatched:
+        union = tuple(mismatched[0]["loc"][:-2])
+        known = [str(e["ctx"]["expected"]) for e in mismatched if tuple(e["loc"][:-2]) == union]
+        return (*union, "type"), f"{mismatched[0]['input']!r} is not a known type (one of {', '.join(known)})"
+    return tuple(errors[0]["loc"]), str(errors[0]["msg"])
+
+
+def _invalid(
+    model: type[pydantic.BaseModel],
+    exc: pydantic.ValidationError,
+    field: str,
+    names: Mapping[str, str] | None = None,
+) -> InvalidArgument:
+    found, message = _first_error(exc.errors())
+    loc = [str(part) for part in found]
+    if names and loc:
+        loc[0] = names.get(loc[0], loc[0])
+    where = ".".join(part for part in (field, *loc) if part) or model.__name__
+    return InvalidArgument(where, f"{message} (not a valid MCP {model.__name__})")
+
+
+def parse(
+    model: type[M], data: Any, field: str, *, names: Mapping[str, str] | None = None, strict: bool = False
+) -> M:
     """Validate `data` as an MCP model; the error names the first offending field.
 
     `names` renames the top-level keys in that path (MCP's camelCase) to the fields
     of the request that carried them, when `data` was built from a request's fields.
+    `strict`: no coercion (`"yes"` is no boolean), for what a worker declares or returns,
+    which the service stores and passes on as it is.
     """
+    try:
+        return model.model_validate(data, strict=strict)
+    except pydantic.ValidationError as exc:
+        raise _invalid(model, exc, field, names) from exc
+
+
+def stored(model: type[M], data: Any, field: str) -> M:
+    """A stored payload as an MCP model: StoredDataInvalid (not a pydantic error) naming the
+    field when it does not fit, for a payload stored before the service checked it coming in."""
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        loc = [str(part) for part in first["loc"]]
-        if names and loc:
-            loc[0] = names.get(loc[0], loc[0])
-        where = ".".join(part for part in (field, *loc) if part) or model.__name__
-        raise InvalidArgument(where, f"{first['msg']} (not a valid MCP {model.__name__})") from exc
+        invalid = _invalid(model, exc, field)
+        raise StoredDataInvalid(invalid.field, invalid.description) from exc
 
 
 def call_tool_result(data: JsonObject, field: str = "result") -> JsonObject:
-    return dump_model(parse(types.CallToolResult, data, field))
+    return dump_model(parse(types.CallToolResult, data, field, strict=True))
+
+
+def client_capabilities(data: JsonObject, field: str = "client_capabilities") -> JsonObject:
+    """The capabilities an MCP client declared, checked once, as the task stores them."""
+    return dump_model(parse(types.ClientCapabilities, data, field))
 
 
 def _check_requested_schema(schema: JsonObject, field: str) -> None:
@@ -185,22 +245,67 @@ def client_error(code: int, message: str, data: Any = None) -> JsonObject:
     return dump_model(types.ErrorData(code=code, message=message, data=data))
 
 
-def tool_definition(
-    name: str,
-    input_schema: JsonObject | None,
-    output_schema: JsonObject | None,
-    field: str,
-) -> None:
-    """Check a worker's tool declaration the way an MCP client will read it."""
-    tool = parse(
-        types.Tool,
-        {"name": name, "inputSchema": input_schema or {"type": "object"}, "outputSchema": output_schema},
-        field,
+def json_schema_validator(schema: JsonObject) -> type[jsonschema.protocols.Validator]:
+    """The validator of a tool's JSON Schema: MCP's default dialect, 2020-12, unless `$schema`
+    names another draft jsonschema knows."""
+    cls: type[jsonschema.protocols.Validator] = jsonschema.validators.validator_for(
+        schema, default=jsonschema.Draft202012Validator
     )
-    if tool.inputSchema.get("type") != "object":
-        raise InvalidArgument(f"{field}.input_schema.type", 'must be "object"')
-    if output_schema is not None and output_schema.get("type") != "object":
-        raise InvalidArgument(f"{field}.output_schema.type", 'must be "object"')
+    return cls
+
+
+def check_json_schema(schema: JsonObject, field: str) -> None:
+    """InvalidArgument naming the spot (`tools[0].input_schema.properties`) when `schema` is no
+    JSON Schema: a tool's calls would all fail on it."""
+    dialect = schema.get("$schema")
+    if dialect is not None and not isinstance(dialect, str):
+        raise InvalidArgument(f"{field}.$schema", "must be the URI of a JSON Schema dialect")
+    try:
+        json_schema_validator(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = ".".join([field, *(str(part) for part in exc.path)])
+        raise InvalidArgument(where, f"{exc.message} (not a valid JSON Schema)") from None
+
+
+# Tool keys -> the ToolDefinition fields they come from, so that an error names the field the
+# worker set (`tools[0].output_schema`, not `tools[0].outputSchema`).
+_TOOL_FIELDS = {"inputSchema": "input_schema", "outputSchema": "output_schema", "execution": "task_support"}
+
+
+def tool_definition(
+    field: str,
+    *,
+    name: str,
+    title: str = "",
+    description: str = "",
+    input_schema: JsonObject | None = None,
+    output_schema: JsonObject | None = None,
+    annotations: JsonObject | None = None,
+    task_support: str = "optional",
+) -> types.Tool:
+    """The MCP `Tool` a worker's declaration stands for, as the bridge lists it; checked the way
+    an MCP client will read it (MCP's models, strictly; JSON Schema for both schemas).
+    InvalidArgument names the declaration's field, e.g. `tools[0].annotations.readOnlyHint`."""
+    raw: JsonObject = {
+        "name": name,
+        "inputSchema": input_schema or {"type": "object"},
+        "execution": {"taskSupport": task_support},
+    }
+    optional = {
+        "title": title or None,
+        "description": description or None,
+        "outputSchema": output_schema,
+        "annotations": annotations,
+    }
+    raw.update({k: v for k, v in optional.items() if v is not None})
+    tool = parse(types.Tool, raw, field, names=_TOOL_FIELDS, strict=True)
+    for key, schema in (("input_schema", tool.inputSchema), ("output_schema", tool.outputSchema)):
+        if schema is None:
+            continue
+        if schema.get("type") != "object":
+            raise InvalidArgument(f"{field}.{key}.type", 'must be "object"')
+        check_json_schema(schema, f"{field}.{key}")
+    return tool
 
 
 def refused_by_client(method: str, params: JsonObject, capabilities: JsonObject) -> JsonObject | None:
@@ -209,7 +314,7 @@ def refused_by_client(method: str, params: JsonObject, capabilities: JsonObject)
     The same checks, in the same order and with the same messages, as
     `ServerTaskContext` makes before it queues a request.
     """
-    caps = types.ClientCapabilities.model_validate(capabilities)
+    caps = stored(types.ClientCapabilities, capabilities, "client_capabilities")
     try:
         if method == ELICIT_METHOD:
             if "task" in params:
@@ -233,8 +338,8 @@ def refused_by_client(method: str, params: JsonObject, capabilities: JsonObject)
             tool_choice = params.get("toolChoice")
             validate_sampling_tools(
                 caps,
-                None if tools is None else [types.Tool.model_validate(t) for t in tools],
-                None if tool_choice is None else types.ToolChoice.model_validate(tool_choice),
+                None if tools is None else [stored(types.Tool, t, "params.tools") for t in tools],
+                None if tool_choice is None else stored(types.ToolChoice, tool_choice, "params.toolChoice"),
             )
     except McpError as exc:
         return dump_model(exc.error)

@@ -133,6 +133,18 @@ class PayloadTooLarge(DomainError):
         self.limit = limit
 
 
+class StoredDataInvalid(DomainError):
+    """Something stored does not fit what reads it: stored before the service checked it on the
+    way in, or written to the store by hand. Not the caller's fault, and no retry helps."""
+
+    reason = "STORED_DATA_INVALID"
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"the stored {field} is not valid: {description}")
+        self.field = field
+        self.description = description
+
+
 class StoreUnavailable(DomainError):
     """The store cannot be reached; nothing was written."""
 

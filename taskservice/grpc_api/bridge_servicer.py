@@ -48,13 +48,16 @@ class BridgeServicer(bridge_service_pb2_grpc.BridgeServiceServicer):
 
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Context) -> pb.CreateTaskResponse:
         async with grpc_errors(context):
+            capabilities = self.payloads.object(request, "client_capabilities")
             task = await self.manager.create_task(
                 request.owner,
                 required(request.tool_name, "tool_name"),
                 self.payloads.object(request, "arguments"),
                 ttl_ms=request.ttl_ms if request.HasField("ttl_ms") else None,
                 meta=self.payloads.object(request, "meta"),
-                client_capabilities=self.payloads.object(request, "client_capabilities"),
+                client_capabilities=None
+                if capabilities is None
+                else mcp_payloads.client_capabilities(capabilities),
             )
             return pb.CreateTaskResponse(task=task_message(task))
 

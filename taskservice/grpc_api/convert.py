@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from taskservice_client._convert import struct_to_dict, value_to_python
 from taskservice_client._proto.mcptasks.v1 import task_pb2
 
@@ -13,6 +15,7 @@ from taskservice.domain.errors import InvalidArgument, PayloadTooLarge
 from taskservice.domain.model import ClientRequest, JsonObject, TaskRecord, TaskStatus, TaskSupport, ToolSpec
 
 T = TypeVar("T")
+E = TypeVar("E")
 
 STATUS_TO_PROTO = {
     TaskStatus.WORKING: task_pb2.TASK_STATUS_WORKING,
@@ -32,6 +35,16 @@ SUPPORT_TO_PROTO = {
 SUPPORT_FROM_PROTO = {v: k for k, v in SUPPORT_TO_PROTO.items()} | {
     task_pb2.TASK_SUPPORT_UNSPECIFIED: TaskSupport.OPTIONAL
 }
+
+
+def from_enum(enum: EnumTypeWrapper, mapping: Mapping[Any, E], number: int, field: str) -> E:
+    """The domain value of an enum field. proto3 keeps a number its enum does not have (a newer
+    peer's, or any int): InvalidArgument naming the field, never a KeyError or a silent default."""
+    value = mapping.get(number)
+    if value is None:
+        names = ", ".join(enum.Name(known) for known in mapping)
+        raise InvalidArgument(field, f"{number} is not one of {names}")
+    return value
 
 
 def timestamp(ms: int) -> timestamp_pb2.Timestamp:

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 import grpc
+import pydantic
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -37,6 +38,7 @@ CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     errors.PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.StoredDataInvalid: grpc.StatusCode.INTERNAL,
 }
 
 
@@ -90,6 +92,10 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: errors.
 class grpc_errors:  # used like a function: `async with grpc_errors(context):`
     """Turn a DomainError raised inside into the matching gRPC status.
 
+    A pydantic ValidationError that got this far is an MCP payload no helper of mcp_payloads
+    checked (each turns its own into InvalidArgument or StoredDataInvalid): INTERNAL, as
+    StoredDataInvalid, not the UNKNOWN "Unexpected ValidationError" grpc.aio would answer.
+
     `__aexit__` returns None, so type checkers know nothing is swallowed.
     """
 
@@ -102,7 +108,14 @@ class grpc_errors:  # used like a function: `async with grpc_errors(context):`
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if isinstance(exc, pydantic.ValidationError):
+            # Logged with where it came from; the caller is told what did not fit.
+            log.error("a payload no check of mcp_payloads caught", exc_info=exc)
+            first = exc.errors()[0]
+            where = ".".join([exc.title, *(str(part) for part in first["loc"])])
+            invalid = errors.StoredDataInvalid(where, str(first["msg"]))
+            await abort_with(self.context, invalid)
         if isinstance(exc, errors.DomainError):
-            if CODES.get(type(exc)) in (grpc.StatusCode.UNAVAILABLE, None):
+            if CODES.get(type(exc)) in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, None):
                 log.warning("%s", exc.message)
             await abort_with(self.context, exc)

@@ -19,6 +19,7 @@ from taskservice.grpc_api.convert import (
     STATUS_FROM_PROTO,
     SUPPORT_FROM_PROTO,
     PayloadReader,
+    from_enum,
     mcp_error_message,
     request_message,
     struct,
@@ -300,19 +301,29 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
 
     def _tool(self, message: task_pb2.ToolDefinition, index: int) -> ToolSpec:
         field = f"tools[{index}]"
-        input_schema = self.payloads.object(message, "input_schema")
-        output_schema = self.payloads.object(message, "output_schema")
-        mcp_payloads.tool_definition(message.name, input_schema, output_schema, field)
-        return ToolSpec(
+        spec = ToolSpec(
             name=message.name,
             title=message.title,
             description=message.description,
-            input_schema=input_schema or {"type": "object"},
-            output_schema=output_schema,
-            task_support=SUPPORT_FROM_PROTO[message.task_support],
+            input_schema=self.payloads.object(message, "input_schema") or {"type": "object"},
+            output_schema=self.payloads.object(message, "output_schema"),
+            task_support=from_enum(
+                task_pb2.TaskSupport, SUPPORT_FROM_PROTO, message.task_support, f"{field}.task_support"
+            ),
             retry_safe=message.retry_safe,
             annotations=self.payloads.object(message, "annotations"),
         )
+        mcp_payloads.tool_definition(
+            field,
+            name=spec.name,
+            title=spec.title,
+            description=spec.description,
+            input_schema=spec.input_schema,
+            output_schema=spec.output_schema,
+            annotations=spec.annotations,
+            task_support=spec.task_support.value,
+        )
+        return spec
 
     async def RegisterWorker(
         self, request: pb.RegisterWorkerRequest, context: Context

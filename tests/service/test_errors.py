@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
 from google.protobuf import struct_pb2
+from google.rpc import status_pb2
+from mcp import types
 from taskservice_client._proto.mcptasks.v1 import task_pb2
 
+from taskservice.grpc_api.errors import grpc_errors
+from taskservice.grpc_api.local import call_locally
 from taskservice.testing import RunningService
 
 from .conftest import MAX_PAYLOAD_BYTES
@@ -118,9 +122,22 @@ async def stream_error(call: grpc.aio.UnaryStreamCall[Any, Any]) -> grpc.aio.Aio
     ("result", "field_prefix"),
     [
         pytest.param({"content": "not a list"}, "result.content", id="content-not-a-list"),
-        pytest.param({"content": [{"type": "hologram", "data": "x"}]}, "result.content.0", id="unknown-type"),
+        pytest.param(
+            {"content": [{"type": "hologram", "data": "x"}]}, "result.content.0.type", id="unknown-type"
+        ),
         pytest.param({"content": [{"type": "text"}]}, "result.content.0", id="text-without-text"),
         pytest.param({"content": [], "isError": [True]}, "result.isError", id="isError-not-a-bool"),
+        pytest.param({"content": [], "isError": "yes"}, "result.isError", id="isError-a-string"),
+        pytest.param(
+            {"content": [{"type": "resource_link", "uri": "file:///a.txt"}]},
+            "result.content.0.ResourceLink.name",
+            id="resource-link-without-name",
+        ),
+        pytest.param(
+            {"content": [{"type": "resource", "resource": {"uri": "file:///a.txt"}}]},
+            "result.content.0.EmbeddedResource.resource",
+            id="resource-without-contents",
+        ),
         pytest.param({"isError": False}, "result.content", id="no-content"),
     ],
 )
@@ -331,6 +348,45 @@ async def test_create_message_errors_name_the_request_field(
             id="output-not-object",
         ),
         pytest.param(task_pb2.ToolDefinition(name=""), "tools[0].name", id="no-name"),
+        pytest.param(
+            task_pb2.ToolDefinition(name="t", annotations=to_struct({"readOnlyHint": "maybe"})),
+            "tools[0].annotations.readOnlyHint",
+            id="annotation-not-a-bool",
+        ),
+        pytest.param(
+            task_pb2.ToolDefinition(name="t", annotations=to_struct({"destructiveHint": "true"})),
+            "tools[0].annotations.destructiveHint",
+            id="annotation-a-string-of-a-bool",
+        ),
+        pytest.param(
+            task_pb2.ToolDefinition(name="t", annotations=to_struct({"title": 5})),
+            "tools[0].annotations.title",
+            id="annotation-title-not-a-string",
+        ),
+        pytest.param(
+            task_pb2.ToolDefinition(
+                name="t", input_schema=to_struct({"type": "object", "properties": 5, "required": "x"})
+            ),
+            "tools[0].input_schema.properties",
+            id="input-not-a-json-schema",
+        ),
+        pytest.param(
+            task_pb2.ToolDefinition(
+                name="t", output_schema=to_struct({"type": "object", "properties": {"n": {"type": "int"}}})
+            ),
+            "tools[0].output_schema.properties.n.type",
+            id="output-not-a-json-schema",
+        ),
+        pytest.param(
+            task_pb2.ToolDefinition(name="t", input_schema=to_struct({"type": "object", "$schema": 5})),
+            "tools[0].input_schema.$schema",
+            id="schema-dialect-not-a-uri",
+        ),
+        pytest.param(
+            task_pb2.ToolDefinition(name="t", task_support=cast("task_pb2.TaskSupport", 7)),
+            "tools[0].task_support",
+            id="task-support-unknown",
+        ),
     ],
 )
 async def test_register_worker_with_a_bad_tool_is_invalid_argument_and_registers_nothing(
@@ -476,3 +532,67 @@ async def test_answer_without_result_or_error_is_invalid_argument(
     assert empty_error.code is grpc.StatusCode.INVALID_ARGUMENT
     assert empty_error.fields == ["error.message"]
     elicit.cancel()
+
+
+# ------------------------------------------------------------ enums, numbers, capabilities
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "field"),
+    [
+        pytest.param({"elicitation": "yes"}, "client_capabilities.elicitation", id="elicitation-a-string"),
+        pytest.param({"sampling": 5}, "client_capabilities.sampling", id="sampling-a-number"),
+        pytest.param({"roots": {"listChanged": [1]}}, "client_capabilities.roots.listChanged", id="roots"),
+    ],
+)
+async def test_create_task_with_capabilities_that_are_not_mcp_client_capabilities_is_invalid_argument(
+    clients: Clients, worker_id: str, capabilities: dict[str, Any], field: str
+) -> None:
+    request = bpb.CreateTaskRequest(
+        owner=OWNER, tool_name="echo", client_capabilities=to_struct(capabilities)
+    )
+    error = await rich_error(clients.bridge.CreateTask(request))
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.fields == [field]
+    assert "ClientCapabilities" in error.message
+    listed = await bounded(clients.bridge.ListTasks(bpb.ListTasksRequest(owner=OWNER)))
+    assert list(listed.tasks) == []
+
+
+async def test_capabilities_stored_before_they_were_checked_fail_a_question_with_internal(
+    clients: Clients, svc: RunningService, worker_id: str
+) -> None:
+    """A stored payload that does not fit MCP's model is the service's problem: INTERNAL, with
+    what did not fit, never UNKNOWN "Unexpected ValidationError"."""
+    created = await bounded(
+        clients.bridge.CreateTask(
+            bpb.CreateTaskRequest(
+                owner=OWNER, tool_name="echo", client_capabilities=to_struct({"elicitation": {}})
+            )
+        )
+    )
+    task_id = created.task.task_id
+    await svc.manager.store.update_task(
+        task_id, lambda task: task.replace(client_capabilities={"elicitation": "yes"})
+    )
+    async with task_unchanged(clients, svc, task_id):
+        error = rich(await clients.elicit(task_id).error())
+    assert error.code is grpc.StatusCode.INTERNAL
+    assert error.reason == "STORED_DATA_INVALID"
+    assert "client_capabilities.elicitation" in error.message
+
+
+async def test_a_validation_error_no_check_caught_is_internal_not_unknown() -> None:
+    """The net under every handler: a pydantic error that no check of mcp_payloads turned into
+    a domain error still ends the call with INTERNAL and what did not fit."""
+
+    async def handler(request: pb.GetTaskRequest, context: Any) -> pb.GetTaskResponse:
+        async with grpc_errors(context):
+            types.ClientCapabilities.model_validate({"elicitation": "yes"})
+        return pb.GetTaskResponse()
+
+    status = await call_locally(handler, pb.GetTaskRequest(task_id="t"))
+    assert isinstance(status, status_pb2.Status)
+    assert status.code == grpc.StatusCode.INTERNAL.value[0]
+    assert "ClientCapabilities" in status.message
+    assert "elicitation" in status.message
