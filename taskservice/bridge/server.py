@@ -19,7 +19,7 @@ import logging
 import secrets
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar, cast
 
 import anyio
@@ -40,8 +40,9 @@ from taskservice_client._client import Metadata, bearer_metadata
 from taskservice_client._convert import dump_model, struct_to_dict, task_from_proto
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
-from taskservice import __version__
+from taskservice import __version__, mcp_payloads
 from taskservice.bridge.auth import PRINCIPAL_KEY, owner_of
+from taskservice.domain.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ async def _send(
 def _validator(schema_json: str) -> Any:
     """A checked validator for a JSON schema, made once per schema (checking costs ~0.5 ms)."""
     schema = json.loads(schema_json)
-    cls = jsonschema.validators.validator_for(schema)
+    cls = mcp_payloads.json_schema_validator(schema)
     cls.check_schema(schema)
     return cls(schema)
 
@@ -408,36 +409,46 @@ class McpBridge:
 
     @staticmethod
     def _mcp_tool(tool: task_pb2.ToolDefinition) -> types.Tool:
-        return types.Tool(
+        """The tool as MCP lists it, checked as the service checks a worker's declaration."""
+        return mcp_payloads.tool_definition(
+            f"tool {tool.name!r}",
             name=tool.name,
-            title=tool.title or None,
-            description=tool.description or None,
-            inputSchema=struct_to_dict(tool.input_schema)
-            if tool.HasField("input_schema")
-            else {"type": "object"},
-            outputSchema=struct_to_dict(tool.output_schema) if tool.HasField("output_schema") else None,
-            annotations=types.ToolAnnotations.model_validate(struct_to_dict(tool.annotations))
-            if tool.HasField("annotations")
-            else None,
-            execution=types.ToolExecution(taskSupport=SUPPORT_NAMES[tool.task_support]),
+            title=tool.title,
+            description=tool.description,
+            input_schema=struct_to_dict(tool.input_schema) if tool.HasField("input_schema") else None,
+            output_schema=struct_to_dict(tool.output_schema) if tool.HasField("output_schema") else None,
+            annotations=struct_to_dict(tool.annotations) if tool.HasField("annotations") else None,
+            task_support=SUPPORT_NAMES.get(tool.task_support, f"unknown ({tool.task_support})"),
         )
+
+    def _mcp_tools(self, definitions: Iterable[task_pb2.ToolDefinition]) -> dict[str, types.Tool]:
+        """The tools as MCP lists them. One that does not convert (declared to a service that did
+        not check it) is logged and left out: the others stay listed and current."""
+        tools: dict[str, types.Tool] = {}
+        for definition in definitions:
+            try:
+                tools[definition.name] = self._mcp_tool(definition)
+            except InvalidArgument as exc:
+                log.warning("tool %r left out of tools/list: %s", definition.name, exc.message)
+        return tools
 
     async def tools(self) -> dict[str, types.Tool]:
         if self._tools is not None:
             return self._tools
         with mcp_errors("tools/list"):
             listed = await self.service.ListTools(pb.ListToolsRequest())
-        return {t.name: self._mcp_tool(t) for t in listed.tools}
+        return self._mcp_tools(listed.tools)
 
     async def _watch_tools(self) -> None:
-        """Keep the tool set current and tell sessions when it changes; reconnect with backoff."""
+        """Keep the tool set current and tell sessions when it changes; reconnect with backoff,
+        after any failure (a bug here must not freeze the tool list for good)."""
         delay = 0.1
         while True:
             try:
                 first = True
                 async for update in self.service.WatchTools(pb.WatchToolsRequest()):
                     delay = 0.1
-                    tools = {t.name: self._mcp_tool(t) for t in update.tools}
+                    tools = self._mcp_tools(update.tools)
                     changed = self._tools is not None and tools != self._tools
                     self._tools = tools
                     if changed or not first:
@@ -445,6 +456,8 @@ class McpBridge:
                     first = False
             except grpc.aio.AioRpcError as exc:
                 log.info("tool watch interrupted (%s); retrying", exc.code().name)
+            except Exception:
+                log.exception("tool watch failed; watching again")
             self._tools = None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
