@@ -73,6 +73,13 @@ def _check_id(field: str, value: str) -> None:
         raise InvalidArgument(field, "1 to 128 characters of A-Z a-z 0-9 . _ ~ : -")
 
 
+def check_ttl(ttl_ms: int) -> int:
+    """A retention the caller asked for (a task's, or a client-side task's): positive."""
+    if ttl_ms <= 0:
+        raise InvalidArgument("ttl_ms", f"must be positive, got {ttl_ms}")
+    return ttl_ms
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ServiceLimits:
     """Server-side policy. Times in milliseconds."""
@@ -548,9 +555,7 @@ class TaskManager:
     def _ttl(self, requested: int | None) -> int:
         if requested is None:
             return self.limits.default_ttl_ms
-        if requested <= 0:
-            raise InvalidArgument("ttl_ms", f"must be positive, got {requested}")
-        return min(requested, self.limits.max_ttl_ms)
+        return min(check_ttl(requested), self.limits.max_ttl_ms)
 
     async def create_task(
         self,

@@ -109,6 +109,14 @@ class PayloadReader:
         self._check_size(message, field)
         return _json(value_to_python(message), field)
 
+    @staticmethod
+    def number(request: Any, field: str) -> float | None:
+        """An optional double field; None when unset, InvalidArgument for NaN or an infinity."""
+        if not request.HasField(field):
+            return None
+        number: float = _json(getattr(request, field), field)
+        return number
+
 
 def _non_finite(data: Any) -> bool:
     if isinstance(data, float):

@@ -14,7 +14,7 @@ from taskservice_client._proto.mcptasks.v1 import task_pb2, task_service_pb2, ta
 from taskservice import mcp_payloads
 from taskservice.domain.errors import InvalidArgument
 from taskservice.domain.model import JsonObject, ToolSpec
-from taskservice.domain.service import TaskManager
+from taskservice.domain.service import TaskManager, check_ttl
 from taskservice.grpc_api.convert import (
     STATUS_FROM_PROTO,
     SUPPORT_FROM_PROTO,
@@ -221,7 +221,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             max_tokens=request.max_tokens,
             system_prompt=request.system_prompt if request.HasField("system_prompt") else None,
             include_context=request.include_context if request.HasField("include_context") else None,
-            temperature=request.temperature if request.HasField("temperature") else None,
+            temperature=read.number(request, "temperature"),
             stop_sequences=list(request.stop_sequences) or None,
             metadata=read.object(request, "metadata"),
             model_preferences=read.object(request, "model_preferences"),
@@ -279,7 +279,10 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             request,
             mcp_payloads.ELICIT_METHOD,
             lambda: mcp_payloads.elicit_form_params(
-                request.task_id, request.message, self._schema(request), ttl_ms=request.ttl_ms or 60_000
+                request.task_id,
+                request.message,
+                self._schema(request),
+                ttl_ms=check_ttl(request.ttl_ms or 60_000),
             ),
         ):
             yield response
@@ -293,7 +296,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             pb.CreateMessageAsTaskResponse,
             request,
             mcp_payloads.SAMPLING_METHOD,
-            lambda: self._sampling(request, request.ttl_ms or 60_000),
+            lambda: self._sampling(request, check_ttl(request.ttl_ms or 60_000)),
         ):
             yield response
 
@@ -410,9 +413,14 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
 
     async def UpdateTask(self, request: pb.UpdateTaskRequest, context: Context) -> pb.UpdateTaskResponse:
         async with grpc_errors(context):
+            status = (
+                None
+                if request.status == task_pb2.TASK_STATUS_UNSPECIFIED
+                else from_enum(task_pb2.TaskStatus, STATUS_FROM_PROTO, request.status, "status")
+            )
             task = await self.manager.set_status(
                 required(request.task_id, "task_id"),
-                STATUS_FROM_PROTO.get(request.status),
+                status,
                 request.status_message if request.HasField("status_message") else None,
                 notify=notify_flag(request),
             )

@@ -537,6 +537,60 @@ async def test_answer_without_result_or_error_is_invalid_argument(
 # ------------------------------------------------------------ enums, numbers, capabilities
 
 
+@pytest.mark.parametrize("status", [42, -1])
+async def test_update_task_with_a_status_the_enum_lacks_is_invalid_argument_and_changes_nothing(
+    clients: Clients, svc: RunningService, task_id: str, status: int
+) -> None:
+    """proto3 keeps any number in an enum field: one TaskStatus lacks is refused, not taken for
+    "no change" while the message would still be applied."""
+    request = pb.UpdateTaskRequest(
+        task_id=task_id, status=cast("task_pb2.TaskStatus", status), status_message="changed"
+    )
+    async with task_unchanged(clients, svc, task_id):
+        error = await rich_error(clients.tasks.UpdateTask(request))
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.fields == ["status"]
+    assert f"{status} is not one of TASK_STATUS_WORKING" in error.message
+
+
+@pytest.mark.parametrize("method", ["ElicitAsTask", "CreateMessageAsTask"])
+async def test_a_negative_ttl_of_a_client_side_task_is_invalid_argument(
+    clients: Clients, svc: RunningService, task_id: str, method: str
+) -> None:
+    """The same check as CreateTask's ttl_ms; zero still means the default."""
+    request: Any = (
+        pb.ElicitAsTaskRequest(
+            task_id=task_id, message="?", requested_schema=to_struct({"type": "object"}), ttl_ms=-5
+        )
+        if method == "ElicitAsTask"
+        else pb.CreateMessageAsTaskRequest(
+            task_id=task_id, messages=[to_struct(USER_MESSAGE)], max_tokens=10, ttl_ms=-5
+        )
+    )
+    async with task_unchanged(clients, svc, task_id):
+        error = rich(await stream_error(getattr(clients.tasks, method)(request)))
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.fields == ["ttl_ms"]
+    assert "must be positive, got -5" in error.message
+    created = await rich_error(
+        clients.bridge.CreateTask(bpb.CreateTaskRequest(owner=OWNER, tool_name="echo", ttl_ms=-5))
+    )
+    assert (created.code, created.fields, created.message) == (error.code, error.fields, error.message)
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), float("-inf")])
+async def test_create_message_with_a_temperature_json_cannot_carry_is_invalid_argument(
+    clients: Clients, svc: RunningService, task_id: str, temperature: float
+) -> None:
+    request = pb.CreateMessageRequest(
+        task_id=task_id, messages=[to_struct(USER_MESSAGE)], max_tokens=10, temperature=temperature
+    )
+    async with task_unchanged(clients, svc, task_id):
+        error = rich(await stream_error(clients.tasks.CreateMessage(request)))
+    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert error.fields == ["temperature"]
+
+
 @pytest.mark.parametrize(
     ("capabilities", "field"),
     [
