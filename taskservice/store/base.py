@@ -164,6 +164,10 @@ class TaskStore(Protocol):
     async def list_workers(self) -> list[WorkerRecord]: ...
 
 
+MAX_CURSOR_TIME = 2**63 - 1
+"""The latest `created_at` a page token can hold: what every store can compare (SQLite's INTEGER)."""
+
+
 class TaskCursor:
     """Position in an owner's task list: (created_at, task_id) of the last task seen.
 
@@ -188,7 +192,13 @@ class TaskCursor:
             created_at, task_id = json.loads(raw)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"not a page token of this service: {token!r}") from exc
-        if not isinstance(created_at, int) or not isinstance(task_id, str):
+        # A time of a task: an int of 64 bits (an SQLite INTEGER), not a bool, and not negative.
+        if (
+            not isinstance(created_at, int)
+            or isinstance(created_at, bool)
+            or not 0 <= created_at <= MAX_CURSOR_TIME
+            or not isinstance(task_id, str)
+        ):
             raise ValueError(f"not a page token of this service: {token!r}")
         return cls(created_at, task_id)
 

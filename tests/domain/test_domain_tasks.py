@@ -359,7 +359,18 @@ async def test_list_tasks_last_page_has_no_token(manager: TaskManager) -> None:
 
 
 @pytest.mark.parametrize(
-    "token", ["garbage!", "bm90IGpzb24", "WzEsMiwzXQ", "eyJhIjoxfQ", "WyJ4IiwieSJd", "é"]
+    "token",
+    [
+        "garbage!",
+        "bm90IGpzb24",
+        "WzEsMiwzXQ",
+        "eyJhIjoxfQ",
+        "WyJ4IiwieSJd",
+        "é",
+        "WzEwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAsICJ4Il0",  # [10**30, "x"]: past 64 bits
+        "Wy0xLCAieCJd",  # [-1, "x"]
+        "W3RydWUsICJ4Il0",  # [true, "x"]
+    ],
 )
 async def test_list_tasks_refuses_an_invalid_page_token(manager: TaskManager, token: str) -> None:
     await manager.create_task(OWNER)

@@ -28,7 +28,13 @@ from taskservice.domain.model import (
     WorkerRecord,
 )
 from taskservice.store import SqliteTaskStore, TaskCursor, TaskStore, open_store
-from taskservice.store.base import LocalChangeFeed, Subscription, encode_json, task_key
+from taskservice.store.base import (
+    MAX_CURSOR_TIME,
+    LocalChangeFeed,
+    Subscription,
+    encode_json,
+    task_key,
+)
 
 WAKE_TIMEOUT = 2.0  # a wake that must come comes at once; this only stops a broken test hanging
 QUIET = 0.1  # how long to listen for a wake that must not come
@@ -229,6 +235,21 @@ async def test_cursor_pages_cover_every_task_once_across_ties_in_created_at(stor
         assert pages < 10, "paging does not advance"
     assert seen == [task_id for _, task_id in expected]
     assert pages == 4
+
+
+@pytest.mark.parametrize("created_at", [0, MAX_CURSOR_TIME])
+async def test_every_cursor_a_page_token_decodes_to_is_one_the_store_can_list_after(
+    store: TaskStore, created_at: int
+) -> None:
+    """The decoder is the one check on a token: what it lets through, each store can compare (an
+    SQLite INTEGER is 64 bits); what no store could, it refuses."""
+    await store.insert_task(make_task("t1", created_at=5))
+    token = TaskCursor(created_at, "x").encode()
+    listed = await store.list_tasks("alice", TaskCursor.decode(token), 10)
+    assert ids(listed) == (["t1"] if created_at == 0 else [])
+    for beyond in (MAX_CURSOR_TIME + 1, 10**30, -1):
+        with pytest.raises(ValueError, match="not a page token"):
+            TaskCursor.decode(TaskCursor(beyond, "x").encode())
 
 
 async def test_list_tasks_after_the_last_task_is_empty(store: TaskStore) -> None:
