@@ -195,9 +195,14 @@ class TaskManager:
 
     # ----------------------------------------------------------------- reading
 
+    def _gone(self, task: TaskRecord | None, owner: str | None = None) -> bool:
+        """Whether a task is not there for a caller: none stored, expired (the sweep deletes it
+        later) or (with `owner`) another owner's. The one place that decides it."""
+        return task is None or task.expires_at <= self.clock() or (owner is not None and task.owner != owner)
+
     def _visible(self, task_id: str, task: TaskRecord | None, owner: str | None = None) -> TaskRecord:
-        """The task unless it expired or (with `owner`) belongs to another owner: then not found."""
-        if task is None or task.expires_at <= self.clock() or (owner is not None and task.owner != owner):
+        """The task unless it is `_gone`: then not found."""
+        if task is None or self._gone(task, owner):
             raise TaskNotFound(task_id)
         return task
 
@@ -207,6 +212,17 @@ class TaskManager:
     async def lookup_task(self, owner: str, task_id: str) -> TaskRecord:
         """A task as its owner sees it: another owner's task does not exist."""
         return self._visible(task_id, await self.store.get_task(task_id), owner)
+
+    async def _update(
+        self, task_id: str, change: Callable[[TaskRecord], TaskRecord], owner: str | None = None
+    ) -> TaskRecord:
+        """`store.update_task` of a task `_visible` finds: every change, like every read, takes an
+        expired task (one the sweep has not deleted yet) for one that is not there."""
+
+        def visible_change(task: TaskRecord) -> TaskRecord:
+            return change(self._visible(task_id, task, owner))
+
+        return await self.store.update_task(task_id, visible_change)
 
     async def list_tasks(
         self, owner: str, page_token: str = "", page_size: int = 0
@@ -265,7 +281,7 @@ class TaskManager:
             self._require(task, task.status, "update its status")
             return self._changed(task, status_message=message, notify=notify)
 
-        return await self.store.update_task(task_id, change)
+        return await self._update(task_id, change)
 
     async def _end(
         self,
@@ -281,13 +297,11 @@ class TaskManager:
         its worker."""
 
         def change(task: TaskRecord) -> TaskRecord:
-            if owner is not None:
-                self._visible(task_id, task, owner)
             self._under_lease(task, lease_id)
             self._require(task, status, wanted)
             return self._changed(task, status=status, dispatch=Dispatch.DONE, **changes)
 
-        task = await self.store.update_task(task_id, change)
+        task = await self._update(task_id, change, owner)
         await self._finish(task)
         return task
 
@@ -334,13 +348,15 @@ class TaskManager:
                 dispatch=Dispatch.DONE if new_status.is_terminal else task.dispatch,
             )
 
-        task = await self.store.update_task(task_id, change)
+        task = await self._update(task_id, change)
         if task.status.is_terminal:
             await self._finish(task)
         return task
 
     async def delete_task(self, task_id: str) -> bool:
-        return await self.store.delete_task(task_id)
+        """Delete a task; False when there was none to find (an expired one is deleted all the same)."""
+        gone = self._gone(await self.store.get_task(task_id))
+        return await self.store.delete_task(task_id) and not gone
 
     def follow(self, owner: str, task_id: str) -> AsyncIterator[TaskRecord]:
         """`watch` as the task's owner sees it."""
@@ -419,7 +435,7 @@ class TaskManager:
                 notify=True,
             )
 
-        task = await self.store.update_task(task_id, change)
+        task = await self._update(task_id, change)
         request = task.find_request(rid)
         assert request is not None
         return task, request
@@ -469,7 +485,6 @@ class TaskManager:
         _check_view(view)
 
         def change(task: TaskRecord) -> TaskRecord:
-            self._visible(task_id, task, owner)
             request = task.find_request(request_id)
             if request is None:
                 raise RequestNotFound(task_id, request_id)
@@ -491,7 +506,7 @@ class TaskManager:
                 notify=True,
             )
 
-        return await self.store.update_task(task_id, change)
+        return await self._update(task_id, change, owner)
 
     async def events(
         self, owner: str, task_id: str, *, changes: bool = True, view: str = ""
@@ -599,7 +614,13 @@ class TaskManager:
         try:
             await self.store.insert_task(task)
         except ValueError:
-            raise TaskExists(task.task_id) from None
+            # Taken, unless by an expired task the sweep has not deleted yet: sweep it now.
+            if not task_id or not await self.store.delete_expired_tasks(now):
+                raise TaskExists(task.task_id) from None
+            try:
+                await self.store.insert_task(task)
+            except ValueError:
+                raise TaskExists(task.task_id) from None
         if tool_name:
             await self.store.changes.publish((tool_key(tool_name),))
         return task
@@ -663,7 +684,7 @@ class TaskManager:
         stop: list[str] = []
         for task_id in running:
             task = await self.store.get_task(task_id)
-            if task is None or task.status.is_terminal or task.worker_id != worker_id:
+            if task is None or self._gone(task) or task.status.is_terminal or task.worker_id != worker_id:
                 stop.append(task_id)
         return worker, stop
 
@@ -757,7 +778,7 @@ class TaskManager:
             )
 
         try:
-            task = await self.store.update_task(task_id, change)
+            task = await self._update(task_id, change)
         except TaskNotFound:
             return None
         return task if task.lease_id == lease_id else None
@@ -777,7 +798,7 @@ class TaskManager:
                 return task
             return task.replace(dispatch=Dispatch.RUNNING, lease_expires_at=worker.lease_expires_at)
 
-        return await self.store.update_task(task_id, change)
+        return await self._update(task_id, change)
 
     def _requeued(self, task: TaskRecord) -> TaskRecord:
         """The task back in the queue, for another run. The questions its holding left
@@ -798,7 +819,7 @@ class TaskManager:
             self._held(task, worker_id, lease_id)
             return self._requeued(task)
 
-        task = await self.store.update_task(task_id, change)
+        task = await self._update(task_id, change)
         await self.store.changes.publish((tool_key(task.tool_name), room_key(worker_id)))
         return task
 
@@ -821,7 +842,7 @@ class TaskManager:
             )
 
         try:
-            task = await self.store.update_task(task_id, change)
+            task = await self._update(task_id, change)
         except TaskNotFound:
             return None
         if task.dispatch is Dispatch.QUEUED:

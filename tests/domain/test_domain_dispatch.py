@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import pytest
 
@@ -771,3 +771,43 @@ async def test_an_answered_question_is_kept_when_the_task_is_requeued(
     queued = await stored(store, task.task_id)
     assert (queued.status, queued.dispatch) == (TaskStatus.WORKING, Dispatch.QUEUED)
     assert [r.state for r in queued.requests] == [RequestState.ANSWERED]
+
+
+# ----------------------------------------------------------------------------- expiry
+
+
+async def test_every_call_takes_an_expired_task_not_yet_swept_for_one_not_found(
+    manager: TaskManager, store: TaskStore, clock: FakeClock
+) -> None:
+    """Reads say not found once a task's ttl has passed; so does every change, before the sweep
+    deletes it, and nothing of it changes."""
+    worker = await manager.register_worker([WORK])
+    task = await manager.create_task(OWNER, "work", ttl_ms=10_000)
+    async with closing(manager.assignments(worker.worker_id)) as stream:
+        offered = await next_of(stream)
+    await manager.ack(worker.worker_id, task.task_id, offered.lease_id)
+    _, question = await manager.ask(task.task_id, ELICIT, {"message": "?"}, lease_id=offered.lease_id)
+    clock.advance(10_000)  # created_at + ttl; the worker's lease (30 s) still runs
+    before = await stored(store, task.task_id)
+    task_id, lease_id = task.task_id, offered.lease_id
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "get_task": lambda: manager.get_task(task_id),
+        "ack": lambda: manager.ack(worker.worker_id, task_id, lease_id),
+        "update_status": lambda: manager.update_status(task_id, "still here", lease_id=lease_id),
+        "ask": lambda: manager.ask(task_id, ELICIT, {"message": "and?"}, lease_id=lease_id),
+        "wait_for_answer": lambda: manager.wait_for_answer(task_id, question.request_id),
+        "answer": lambda: manager.answer(OWNER, task_id, question.request_id, result={"action": "decline"}),
+        "set_status": lambda: manager.set_status(task_id, TaskStatus.WORKING, "m"),
+        "complete": lambda: manager.complete(task_id, {"content": []}, lease_id=lease_id),
+        "fail": lambda: manager.fail(task_id, "broke", lease_id=lease_id),
+        "cancel": lambda: manager.cancel(OWNER, task_id),
+        "release": lambda: manager.release(worker.worker_id, task_id, lease_id),
+    }
+    for name, call in calls.items():
+        with pytest.raises(TaskNotFound):
+            await asyncio.wait_for(call(), TIMEOUT)
+        assert await stored(store, task_id) == before, name
+    _, stop = await manager.heartbeat(worker.worker_id, [task_id])
+    assert stop == [task_id]
+    assert await manager.delete_task(task_id) is False  # deleted, as the sweep would
+    assert await store.get_task(task_id) is None

@@ -13,6 +13,7 @@ from taskservice.domain.errors import (
     InvalidArgument,
     InvalidTransition,
     TaskCancelled,
+    TaskExists,
     TaskNotFound,
 )
 from taskservice.domain.model import (
@@ -311,6 +312,18 @@ async def test_a_task_expires_and_sweep_removes_it(
     assert await store.get_task(long.task_id) is not None
     with pytest.raises(TaskNotFound):
         await manager.get_task(short.task_id)
+
+
+async def test_an_id_of_an_expired_task_not_yet_swept_is_free_again(
+    manager: TaskManager, store: TaskStore, clock: FakeClock
+) -> None:
+    await manager.create_task(OWNER, task_id="mine", ttl_ms=10_000)
+    with pytest.raises(TaskExists):
+        await manager.create_task(OWNER, task_id="mine")
+    clock.advance(10_000)
+    again = await manager.create_task("someone-else", task_id="mine")
+    assert await manager.get_task("mine") == again
+    assert await stored(store, "mine") == again
 
 
 # ---------------------------------------------------------------------------- listing
