@@ -9,12 +9,16 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import grpc
+import pytest
 from google.protobuf import struct_pb2
 from mcp import types
 from mcp.server.session import ServerSession
+from mcp.shared.exceptions import McpError
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
 from taskservice.bridge.server import McpBridge
+from taskservice.grpc_api.local import rpc_error as local_rpc_error
 
 pb = bridge_service_pb2
 TIMEOUT = 5.0
@@ -231,3 +235,76 @@ async def test_a_withdrawn_request_the_client_runs_as_a_task_gets_its_task_cance
     [router] = session.routers
     assert router.route_response(1, {})
     assert service.answers == []
+
+
+# --------------------------------------------------------------------- stopping
+
+
+class _Restarting:
+    """A service whose StreamTaskEvents breaks with UNAVAILABLE after its first events, and whose
+    AnswerRequest is refused with UNAVAILABLE `refusals` times before it is stored: it restarted."""
+
+    def __init__(self, *streams: list[pb.StreamTaskEventsResponse], refusals: int = 0) -> None:
+        self.streams = list(streams)
+        self.opened: list[pb.StreamTaskEventsRequest] = []
+        self.refusals = refusals
+        self.answers: list[pb.AnswerRequestRequest] = []
+        self.stored = asyncio.Event()
+        self.reopened = asyncio.Event()
+        self.end = asyncio.Event()
+
+    def StreamTaskEvents(
+        self, request: pb.StreamTaskEventsRequest
+    ) -> AsyncIterator[pb.StreamTaskEventsResponse]:
+        self.opened.append(request)
+        if len(self.opened) == 2:
+            self.reopened.set()
+        return self._events(self.streams.pop(0), last=not self.streams)
+
+    async def _events(
+        self, events: list[pb.StreamTaskEventsResponse], *, last: bool
+    ) -> AsyncIterator[pb.StreamTaskEventsResponse]:
+        for event in events:
+            yield event
+        if not last:
+            raise local_rpc_error(grpc.StatusCode.UNAVAILABLE, "the service is shutting down; reconnect")
+        await self.end.wait()
+        yield _outcome()
+
+    async def AnswerRequest(self, request: pb.AnswerRequestRequest) -> pb.AnswerRequestResponse:
+        self.answers.append(request)
+        if len(self.answers) <= self.refusals:
+            raise local_rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
+        self.stored.set()
+        return pb.AnswerRequestResponse()
+
+
+@contextlib.asynccontextmanager
+async def _waiting_on(
+    service: _Restarting, session: _Session
+) -> AsyncIterator[tuple[McpBridge, asyncio.Task[pb.TaskOutcome]]]:
+    bridge = McpBridge(cast("bridge_service_pb2_grpc.BridgeServiceAsyncStub", service))
+    try:
+        waiting = asyncio.create_task(
+            bridge._run_to_outcome(cast("ServerSession", session), "owner", TASK_ID, request_id=TOOLS_CALL_ID)
+        )
+        yield bridge, waiting
+    finally:
+        await bridge.close()
+
+
+async def test_stop_waiting_answers_call_again_and_calls_off_the_question_the_client_holds() -> None:
+    service = _Restarting([_question("r1")])
+    session = _Session()
+    async with _waiting_on(service, session) as (bridge, waiting):
+        await session.until_asked(1)
+        bridge.stop_waiting()
+        with pytest.raises(McpError) as caught:
+            await asyncio.wait_for(waiting, TIMEOUT)
+    assert caught.value.error.code == types.INTERNAL_ERROR
+    assert "shutting down; call tasks/result again" in caught.value.error.message
+    assert session.called_off() == [(0, TOOLS_CALL_ID)]
+    assert service.answers == []
+    # A wait that begins once the bridge is stopping ends at once, the same way.
+    with pytest.raises(McpError, match="shutting down"):
+        await bridge._run_to_outcome(cast("ServerSession", session), "owner", TASK_ID, request_id=8)

@@ -17,8 +17,12 @@ ID = re.compile(
     r"|design:[a-z0-9-]+"
     r"|readme:[a-z0-9-]+)$"
 )
-# Requirements whose tests need not run over both transports.
-ONE_TRANSPORT = {"readme:connect-an-mcp-client", "spec:2025-11-25/basic/transports#streamable-http"}
+# Requirements whose tests need not run over both transports (a stdio bridge stops with its client).
+ONE_TRANSPORT = {
+    "readme:connect-an-mcp-client",
+    "spec:2025-11-25/basic/transports#streamable-http",
+    "design:stop-answers-waiting-requests",
+}
 
 
 def suite_tests() -> dict[str, Callable[..., object]]:
