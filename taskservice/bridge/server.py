@@ -35,9 +35,10 @@ from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
 from mcp.shared.experimental.tasks.polling import poll_until_terminal
 from mcp.shared.message import ServerMessageMetadata
-from taskservice_client._channel import TLSConfig, open_channel
+from taskservice_client._channel import Backoff, RetryPolicy, TLSConfig, open_channel
 from taskservice_client._client import Metadata, bearer_metadata
 from taskservice_client._convert import dump_model, struct_to_dict, task_from_proto
+from taskservice_client._errors import RETRYABLE
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
 from taskservice import __version__
@@ -75,6 +76,9 @@ CALLED_OFF_KEPT = 1024
 """How many called-off requests of a session the bridge still expects a late answer to."""
 CANCEL_WAIT = 5.0
 """How long the bridge waits for the client to acknowledge `tasks/cancel` of a request it runs as a task."""
+RETRY = RetryPolicy()
+"""How the bridge retries the service while it is unreachable (UNAVAILABLE: restarting, or a replica
+that went away): the worker library's policy, waits from 0.1 s growing to 5 s, until the bridge closes."""
 
 
 class AnyResult(types.Result):
@@ -450,6 +454,15 @@ class McpBridge:
         task.uncancel()
         return True
 
+    async def _pause(self, backoff: Backoff) -> bool:
+        """Wait out the backoff's next delay before a retry; False (at once) when the bridge closes."""
+        delay = backoff.next_delay()
+        if delay is not None and not self.closing:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._closing.wait()
+        return delay is not None and not self.closing
+
     async def close(self) -> None:
         self.stop_waiting()
         for task in tuple(self._background):
@@ -486,12 +499,12 @@ class McpBridge:
 
     async def _watch_tools(self) -> None:
         """Keep the tool set current and tell sessions when it changes; reconnect with backoff."""
-        delay = 0.1
+        backoff = RETRY.backoff()
         while True:
             try:
                 first = True
                 async for update in self.service.WatchTools(pb.WatchToolsRequest()):
-                    delay = 0.1
+                    backoff.reset()
                     tools = {t.name: self._mcp_tool(t) for t in update.tools}
                     changed = self._tools is not None and tools != self._tools
                     self._tools = tools
@@ -501,8 +514,8 @@ class McpBridge:
             except grpc.aio.AioRpcError as exc:
                 log.info("tool watch interrupted (%s); retrying", exc.code().name)
             self._tools = None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            if not await self._pause(backoff):
+                return
 
     async def _tools_changed(self) -> None:
         for session in list(self._owners):
@@ -731,34 +744,46 @@ class McpBridge:
         Only the requests and the outcome: the status changes go out as notifications from the
         task's follower (`_follow`), not from here. The stream is named, and so are the answers
         it carries back, so that a question the client answered in another tasks/result open on
-        the task at the same time is called off here. An error is raised as an McpError."""
+        the task at the same time is called off here. A stream that breaks with UNAVAILABLE (the
+        service restarts, or its replica went away: the channel picks another) is opened again
+        under the same name, after a backoff: a question the client already has is not put to it
+        again, and its answer still goes back. Any other error is raised as an McpError."""
         view = secrets.token_hex(8)
         follow = pb.StreamTaskEventsRequest(owner=owner, task_id=task_id, skip_changes=True, view_id=view)
-        events = self.service.StreamTaskEvents(follow)
-        try:
-            async with _closing(events):
-                async for event in events:
-                    kind = event.WhichOneof("event")
-                    if kind == "request":
-                        pending = event.request
-                        asked = _Asked()
-                        forward = group.create_task(
-                            self._forward(session, owner, pending, request_id, asked, view)
-                        )
-                        forwards[pending.request_id] = (forward, asked)
-                    elif kind == "withdrawn":
-                        withdrawn = forwards.pop(event.withdrawn.request_id, None)
-                        if withdrawn is not None:
-                            await self._call_off(session, *withdrawn, request_id)
-                    elif kind == "outcome":
-                        self._saw(event.outcome.task)
-                        return event.outcome
-        except grpc.aio.AioRpcError as exc:
-            if self.closing:
-                raise shutting_down(method) from None
-            raise rpc_error(exc, f"task {task_id}") from None
-        ended = f"task {task_id}: stream ended early"
-        raise McpError(types.ErrorData(code=types.INTERNAL_ERROR, message=ended))
+        backoff = RETRY.backoff()
+        while True:
+            events = self.service.StreamTaskEvents(follow)
+            try:
+                async with _closing(events):
+                    async for event in events:
+                        kind = event.WhichOneof("event")
+                        if kind == "request":
+                            pending = event.request
+                            if pending.request_id not in forwards:  # else delivered again after a break
+                                asked = _Asked()
+                                forward = group.create_task(
+                                    self._forward(session, owner, pending, request_id, asked, view)
+                                )
+                                forwards[pending.request_id] = (forward, asked)
+                        elif kind == "withdrawn":
+                            withdrawn = forwards.pop(event.withdrawn.request_id, None)
+                            if withdrawn is not None:
+                                await self._call_off(session, *withdrawn, request_id)
+                        elif kind == "outcome":
+                            self._saw(event.outcome.task)
+                            return event.outcome
+                        backoff.reset()
+            except grpc.aio.AioRpcError as exc:
+                if self.closing:
+                    raise shutting_down(method) from None
+                if exc.code() not in RETRYABLE:
+                    raise rpc_error(exc, f"task {task_id}") from None
+                log.info("task %s: its events broke off (%s); re-attaching", task_id, exc.code().name)
+                if not await self._pause(backoff):
+                    raise shutting_down(method) from None
+            else:
+                ended = f"task {task_id}: stream ended early"
+                raise McpError(types.ErrorData(code=types.INTERNAL_ERROR, message=ended))
 
     async def _call_off(
         self,
@@ -774,7 +799,7 @@ class McpBridge:
         if forward.done():
             return  # answered
         if asked.answered and self.closing:
-            return  # the answer is being stored: kept
+            return  # the answer is being stored: kept (the retries stop, as the bridge closes)
         forward.cancel()
         if asked.client_task is not None:
             self._spawn(self._cancel_client_task(session, asked.client_task), "bridge-cancel-client-task")
@@ -853,7 +878,7 @@ class McpBridge:
                 json_format.ParseDict(exc.error.data, answer.error.data)
         asked.answered = True
         try:
-            await self.service.AnswerRequest(answer)
+            await self._store_answer(answer)
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.INVALID_ARGUMENT or not answer.HasField("result"):
                 # Another waiter answered first, the task ended meanwhile, or the request was
@@ -869,9 +894,22 @@ class McpBridge:
                 )
             )
             try:
-                await self.service.AnswerRequest(answer)
+                await self._store_answer(answer)
             except grpc.aio.AioRpcError as again:
                 log.info("answer to request %s not stored: %s", pending.request_id, again.details())
+
+    async def _store_answer(self, answer: pb.AnswerRequestRequest) -> None:
+        """AnswerRequest, again after a backoff while the service is unreachable (not once the
+        bridge closes: the question then stays pending, and the next `tasks/result` asks it)."""
+        backoff = RETRY.backoff()
+        while True:
+            try:
+                await self.service.AnswerRequest(answer)
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in RETRYABLE or not await self._pause(backoff):
+                    raise
+                log.info("answer to %s not stored yet (%s); retrying", answer.request_id, exc.code().name)
 
     async def _task_result(self, request: types.GetTaskPayloadRequest) -> types.ServerResult:
         session, owner = self._owner()

@@ -15,9 +15,10 @@ from google.protobuf import struct_pb2
 from mcp import types
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import McpError
+from taskservice_client._convert import struct_to_dict
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
-from taskservice.bridge.server import McpBridge
+from taskservice.bridge.server import AnyResult, McpBridge
 from taskservice.grpc_api.local import rpc_error as local_rpc_error
 
 pb = bridge_service_pb2
@@ -237,7 +238,20 @@ async def test_a_withdrawn_request_the_client_runs_as_a_task_gets_its_task_cance
     assert service.answers == []
 
 
-# --------------------------------------------------------------------- stopping
+# ------------------------------------------- re-attaching, answering again, stopping
+
+
+class _Answering(_Session):
+    """A client that answers each question at once."""
+
+    async def send_request(self, request: types.ServerRequest, result_type: Any, **_: Any) -> Any:
+        self._request_id += 1
+        self.asked.append((self._request_id - 1, request))
+        self.asking.set()
+        return AnyResult.model_validate(ANSWER)
+
+
+ANSWER = {"action": "accept", "content": {"ok": True}}
 
 
 class _Restarting:
@@ -293,6 +307,30 @@ async def _waiting_on(
         await bridge.close()
 
 
+async def test_a_broken_stream_is_opened_again_and_the_question_the_client_has_is_not_put_twice() -> None:
+    service = _Restarting([_question("r1")], [_question("r1")])  # delivered again after the break
+    session = _Session()
+    async with _waiting_on(service, session) as (_, waiting):
+        await session.until_asked(1)
+        await asyncio.wait_for(service.reopened.wait(), TIMEOUT)
+        service.end.set()
+        outcome = await asyncio.wait_for(waiting, TIMEOUT)
+    assert outcome.task.status == task_pb2.TASK_STATUS_CANCELLED
+    assert len(session.asked) == 1
+    first, second = service.opened
+    assert second.view_id == first.view_id  # the same view: its own answers are not withdrawn from it
+
+
+async def test_an_answer_the_service_could_not_take_is_stored_once_it_is_back() -> None:
+    service = _Restarting([_question("r1")], refusals=2)
+    async with _waiting_on(service, _Answering()) as (_, waiting):
+        await asyncio.wait_for(service.stored.wait(), TIMEOUT)
+        service.end.set()
+        await asyncio.wait_for(waiting, TIMEOUT)
+    assert len(service.answers) == 3
+    assert {struct_to_dict(a.result)["content"]["ok"] for a in service.answers} == {True}
+
+
 async def test_stop_waiting_answers_call_again_and_calls_off_the_question_the_client_holds() -> None:
     service = _Restarting([_question("r1")])
     session = _Session()
@@ -308,3 +346,13 @@ async def test_stop_waiting_answers_call_again_and_calls_off_the_question_the_cl
     # A wait that begins once the bridge is stopping ends at once, the same way.
     with pytest.raises(McpError, match="shutting down"):
         await bridge._run_to_outcome(cast("ServerSession", session), "owner", TASK_ID, request_id=8)
+
+
+async def test_a_stopping_bridge_stops_opening_a_broken_stream_again() -> None:
+    service = _Restarting(*([] for _ in range(100)))  # each stream breaks at once: a service down
+    async with _waiting_on(service, _Session()) as (bridge, waiting):
+        await asyncio.wait_for(service.reopened.wait(), TIMEOUT)  # broken once, opened again
+        bridge.stop_waiting()
+        # The retries end with the wait (its task is done: nothing opens the stream again).
+        with pytest.raises(McpError, match="shutting down"):
+            await asyncio.wait_for(waiting, TIMEOUT)

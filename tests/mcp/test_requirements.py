@@ -57,7 +57,8 @@ def test_every_case_names_known_requirements_and_every_requirement_is_covered() 
     over_both = {
         rid
         for function in tests.values()
-        if "mcp" in inspect.signature(function).parameters  # the fixture parametrized by transport
+        # the fixtures parametrized by transport
+        if {"mcp", "transport"} & set(inspect.signature(function).parameters)
         for rid in requirements_of(function)
     }
     assert unnamed == [], "test cases that name no requirement"

@@ -1,5 +1,6 @@
-"""SIGTERM of `taskservice serve` and of `taskservice bridge` while MCP clients are connected: real
-processes (a service on a SQLite file, the suite's worker, bridges) and mcp 1.30's real client.
+"""SIGTERM of `taskservice serve` and of `taskservice bridge` while MCP clients are connected, and a
+standalone bridge's open `tasks/result` across a restart of its service: real processes (a service
+on a SQLite file, the suite's worker, bridges) and mcp 1.30's real client.
 
 A stop answers each request that waits with a JSON-RPC error that says to call again, ends the
 sessions (an idle one holds its GET stream open) and exits 0; the task goes on, and a later
@@ -34,6 +35,7 @@ from .conftest import (
     http_client,
     json_of,
     raises_mcp_error,
+    stdio_bridge_client,
     taskservice_command,
 )
 from .requirements import requirement
@@ -221,3 +223,33 @@ async def test_sigterm_of_a_bridge_answers_waiting_requests_ends_the_sessions_an
     task_id = await interrupted_by_sigterm(stack, await setup.bridge("bridge-1"))
     await setup.bridge("bridge-2")
     await finished_once(stack, task_id)
+
+
+@requirement("design:result-waiter-re-attaches")
+async def test_an_open_tasks_result_re_attaches_through_a_restart_of_the_bridges_service(
+    setup: Setup, transport: str
+) -> None:
+    """The service is killed while the client holds the task's question; the client answers while
+    the service is down; the service restarts on the same file. The `tasks/result` open through a
+    standalone bridge all along ends with the task's result, and the question was asked once."""
+    service = await setup.serve("serve-1", mcp=False)
+    stack = setup.worker()
+    capabilities = Capabilities(elicitation=True)
+    if transport == "http":
+        await setup.bridge("bridge")
+        connected = http_client(stack, capabilities, token=TOKEN)
+    else:
+        connected = stdio_bridge_client(stack, capabilities)
+    held = HeldQuestion()
+    async with connected as client:
+        client.elicitation = held
+        task_id = (await client.call_as_task("ask_once")).task.taskId
+        waiting = asyncio.ensure_future(client.result(task_id))
+        await asked(client)
+        service.popen.kill()
+        assert await exit_status(service) == -signal.SIGKILL
+        held.release()
+        await client.wait_until(lambda: client.sent_answers or None)
+        await setup.serve("serve-2", mcp=False)
+        assert json_of(await waiting) == ANSWER
+        assert len(client.received_requests["elicitation/create"]) == 1
