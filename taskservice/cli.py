@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -260,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
         serve, "--lease-ttl-ms", "how long a worker's lease lasts without a heartbeat", defaults.lease_ttl_ms
     )
     _add_int(serve, "--max-payload-bytes", "largest JSON payload accepted", defaults.max_payload_bytes)
-    _add_int(serve, "--shutdown-grace-ms", "how long unary calls may finish on shutdown", 5_000)
+    _add_int(serve, "--shutdown-grace-ms", "how long a stop may take (MCP requests, unary calls)", 5_000)
+    _add_int(bridge, "--shutdown-grace-ms", "how long a stop may take (MCP requests)", 5_000)
     return parser
 
 
@@ -287,6 +288,7 @@ async def serve(args: argparse.Namespace) -> None:
     from taskservice.store.base import redacted_url
 
     limits = limits_from(args)
+    grace = shutdown_grace(args)
     tokens, tls = server_security(args)
     if args.no_mcp and args.mcp_tokens_file:
         raise UsageError("--mcp-tokens-file is for the bridge, which --no-mcp leaves out")
@@ -307,20 +309,23 @@ async def serve(args: argparse.Namespace) -> None:
     log.info("store: %s", redacted_url(store_url))
     http: HttpBridgeServer | None = None
     bridge: McpBridge | None = None
+    signalled: float | None = None
     try:
         if not args.no_mcp:
             bridge = McpBridge(server.local_bridge())
             http = open_http(bridge, args.mcp_listen, client_tokens)
             await bridge.start()
-        await run_until_signal(http)
+        signalled = await run_until_signal(http, grace, on_signal=server.stopping)
     finally:
-        log.info("shutting down")
-        # The HTTP side has stopped taking requests; the bridge in this process lets go
-        # of the service next, then the service ends its streams (other workers and
-        # bridges re-attach, here after a restart or to another replica) and stops.
+        # NOT_SERVING since the signal, and the HTTP side has stopped: it answered the MCP
+        # requests that waited (call again) and ended its sessions. The bridge in this process
+        # lets go of the service next, then the service ends its streams (other workers and
+        # bridges re-attach, here after a restart or to another replica) and stops, in what
+        # is left of the grace.
         if bridge is not None:
             await bridge.close()
-        await server.stop(args.shutdown_grace_ms / 1000)
+        left = grace if signalled is None else grace - (asyncio.get_running_loop().time() - signalled)
+        await server.stop(max(left, 0.0))
         await store.close()
 
 
@@ -366,20 +371,36 @@ def freeze_startup_heap() -> None:
     log.debug("start-up heap frozen: %d objects", gc.get_freeze_count())
 
 
-async def run_until_signal(http: HttpBridgeServer | None) -> None:
-    """Serve until SIGTERM or SIGINT, once start-up's heap is frozen."""
+def shutdown_grace(args: argparse.Namespace) -> float:
+    """--shutdown-grace-ms, in seconds."""
+    if args.shutdown_grace_ms < 0:
+        raise UsageError(f"--shutdown-grace-ms must not be negative, got {args.shutdown_grace_ms}")
+    return float(args.shutdown_grace_ms) / 1000
+
+
+async def run_until_signal(
+    http: HttpBridgeServer | None,
+    grace: float,
+    *,
+    on_signal: Callable[[], Awaitable[None]] | None = None,
+) -> float:
+    """Serve until SIGTERM or SIGINT, once start-up's heap is frozen; then run `on_signal` and
+    stop the HTTP bridge, within `grace` seconds. Returns the loop's time of the signal."""
     freeze_startup_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    if http is None:
-        await stop.wait()
-        return
-    serving = asyncio.create_task(http.serve())
+    serving = None if http is None else asyncio.create_task(http.serve())
     await stop.wait()
-    http.stop()
-    await serving
+    signalled = loop.time()
+    log.info("shutting down")
+    if on_signal is not None:
+        await on_signal()
+    if http is not None and serving is not None:
+        http.stop(grace)
+        await serving
+    return signalled
 
 
 async def run_bridge(args: argparse.Namespace) -> None:
@@ -391,6 +412,7 @@ async def run_bridge(args: argparse.Namespace) -> None:
             "--mcp-tokens-file is for HTTP: over stdio the client is the process that started the bridge"
         )
     client_tokens = mcp_tokens(args)
+    grace = shutdown_grace(args)
     bridge = McpBridge(args.service, token=args.service_token or None, tls=service_tls(args))
     try:
         try:
@@ -402,7 +424,7 @@ async def run_bridge(args: argparse.Namespace) -> None:
             freeze_startup_heap()
             await serve_stdio(bridge)
         else:
-            await run_until_signal(open_http(bridge, args.mcp_listen, client_tokens))
+            await run_until_signal(open_http(bridge, args.mcp_listen, client_tokens), grace)
     finally:
         await bridge.close()
 

@@ -19,7 +19,7 @@ import logging
 import secrets
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar, cast
 
 import anyio
@@ -35,9 +35,10 @@ from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
 from mcp.shared.experimental.tasks.polling import poll_until_terminal
 from mcp.shared.message import ServerMessageMetadata
-from taskservice_client._channel import TLSConfig, open_channel
+from taskservice_client._channel import Backoff, RetryPolicy, TLSConfig, open_channel
 from taskservice_client._client import Metadata, bearer_metadata
 from taskservice_client._convert import dump_model, struct_to_dict, task_from_proto
+from taskservice_client._errors import RETRYABLE
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
 from taskservice import __version__, mcp_payloads
@@ -76,6 +77,9 @@ CALLED_OFF_KEPT = 1024
 """How many called-off requests of a session the bridge still expects a late answer to."""
 CANCEL_WAIT = 5.0
 """How long the bridge waits for the client to acknowledge `tasks/cancel` of a request it runs as a task."""
+RETRY = RetryPolicy()
+"""How the bridge retries the service while it is unreachable (UNAVAILABLE: restarting, or a replica
+that went away): the worker library's policy, waits from 0.1 s growing to 5 s, until the bridge closes."""
 
 
 class AnyResult(types.Result):
@@ -85,7 +89,7 @@ class AnyResult(types.Result):
 class _Asked:
     """Where one request forwarded to the client stands, for calling it off (`_call_off`)."""
 
-    __slots__ = ("client_task", "jsonrpc_id")
+    __slots__ = ("answered", "client_task", "jsonrpc_id")
 
     def __init__(self) -> None:
         self.jsonrpc_id: int | None = None
@@ -93,6 +97,8 @@ class _Asked:
         question, or a `tasks/get` or `tasks/result` for the client's task that runs it."""
         self.client_task: str | None = None
         """The client's task that runs the question, once the client made one."""
+        self.answered = False
+        """The client answered: the answer is on its way to the service."""
 
 
 class _CalledOff:
@@ -201,6 +207,18 @@ def tool_result(outcome: pb.TaskOutcome) -> types.CallToolResult:
     else:
         text = task.status_message or "The task failed."
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], isError=True)
+
+
+def shutting_down(method: str) -> McpError:
+    """The answer to a request that waits (`tasks/result`, a plain `tools/call`) when the bridge stops.
+    The task goes on in the service: the client calls again, here once the bridge is back or on another."""
+    return McpError(
+        types.ErrorData(
+            code=types.INTERNAL_ERROR,
+            message=f"{method}: the server is shutting down; call {method} again"
+            " (the task goes on: nothing is lost)",
+        )
+    )
 
 
 def rpc_error(exc: grpc.aio.AioRpcError, what: str) -> McpError:
@@ -313,6 +331,11 @@ class McpBridge:
             weakref.WeakKeyDictionary()
         )
         self._called_off: weakref.WeakKeyDictionary[ServerSession, _CalledOff] = weakref.WeakKeyDictionary()
+        # Set once the bridge stops: requests that wait are answered `shutting_down`, nothing retries.
+        self._closing = asyncio.Event()
+        # The handlers waiting for a task's end (`_waits`), and those `stop_waiting` interrupted.
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._interrupted: set[asyncio.Task[Any]] = set()
         self._register_handlers()
 
     # --------------------------------------------------------------- plumbing
@@ -397,7 +420,52 @@ class McpBridge:
         """Start following the service's tool set (for tools/list_changed)."""
         self._spawn(self._watch_tools(), "bridge-watch-tools")
 
+    @property
+    def closing(self) -> bool:
+        """Whether the bridge is stopping (`stop_waiting` was called)."""
+        return self._closing.is_set()
+
+    def stop_waiting(self) -> None:
+        """Begin to stop: every request waiting for a task's end (`tasks/result`, a plain `tools/call`)
+        is answered at once with the `shutting_down` error, as is any such request still to come,
+        and nothing is retried any more. The tasks themselves go on in the service."""
+        self._closing.set()
+        for task in self._waiting:
+            self._interrupted.add(task)
+            task.cancel()
+
+    @contextlib.contextmanager
+    def _waits(self) -> Iterator[None]:
+        """Around a wait for a task's end, which `stop_waiting` interrupts (see `_interrupted_by_stop`)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
+        try:
+            yield
+        finally:
+            self._waiting.discard(task)
+
+    def _interrupted_by_stop(self) -> bool:
+        """Whether the CancelledError being handled is `stop_waiting`'s: then it is taken back."""
+        task = asyncio.current_task()
+        if task not in self._interrupted:
+            return False
+        assert task is not None
+        self._interrupted.discard(task)
+        task.uncancel()
+        return True
+
+    async def _pause(self, backoff: Backoff) -> bool:
+        """Wait out the backoff's next delay before a retry; False (at once) when the bridge closes."""
+        delay = backoff.next_delay()
+        if delay is not None and not self.closing:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._closing.wait()
+        return delay is not None and not self.closing
+
     async def close(self) -> None:
+        self.stop_waiting()
         for task in tuple(self._background):
             task.cancel()
         if self._background:
@@ -442,12 +510,12 @@ class McpBridge:
     async def _watch_tools(self) -> None:
         """Keep the tool set current and tell sessions when it changes; reconnect with backoff,
         after any failure (a bug here must not freeze the tool list for good)."""
-        delay = 0.1
+        backoff = RETRY.backoff()
         while True:
             try:
                 first = True
                 async for update in self.service.WatchTools(pb.WatchToolsRequest()):
-                    delay = 0.1
+                    backoff.reset()
                     tools = self._mcp_tools(update.tools)
                     changed = self._tools is not None and tools != self._tools
                     self._tools = tools
@@ -459,8 +527,8 @@ class McpBridge:
             except Exception:
                 log.exception("tool watch failed; watching again")
             self._tools = None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            if not await self._pause(backoff):
+                return
 
     async def _tools_changed(self) -> None:
         for session in list(self._owners):
@@ -485,6 +553,8 @@ class McpBridge:
                 )
             )
         as_task = params.task is not None
+        if not as_task and self.closing:
+            raise shutting_down("tools/call")  # before its task is made: nobody could read its result
         support = tool.execution.taskSupport if tool.execution else "optional"
         if as_task and support == "forbidden":
             raise McpError(
@@ -545,7 +615,9 @@ class McpBridge:
                 f"bridge-follow-{task.task_id}",
             )
         try:
-            outcome = await self._run_to_outcome(session, task_owner, task.task_id, request_id)
+            outcome = await self._run_to_outcome(
+                session, task_owner, task.task_id, request_id, method="tools/call"
+            )
         except anyio.get_cancelled_exc_class():
             # The client cancelled the call (or left): nobody can read this result any more.
             with anyio.CancelScope(shield=True), contextlib.suppress(grpc.aio.AioRpcError):
@@ -629,56 +701,102 @@ class McpBridge:
     # ----------------------------------------------- tasks/result and waiting
 
     async def _run_to_outcome(
-        self, session: ServerSession, owner: str, task_id: str, request_id: types.RequestId
+        self,
+        session: ServerSession,
+        owner: str,
+        task_id: str,
+        request_id: types.RequestId,
+        *,
+        method: str = "tasks/result",
     ) -> pb.TaskOutcome:
-        """Follow a task to its end, carrying its requests to the client on this request's stream."""
+        """Follow a task to its end, carrying its requests to the client on this request's stream.
+
+        When the bridge stops, the wait ends with the `shutting_down` error for `method`."""
+        if self.closing:
+            raise shutting_down(method)
         outcome: pb.TaskOutcome | None = None
         failure: McpError | None = None
         # Errors are raised outside the task group: inside, anyio would wrap them in an
         # ExceptionGroup, which the SDK answers as an error with code 0 instead of ours.
-        # Only the requests and the outcome: the status changes go out as notifications from
-        # the task's follower (`_follow`), not from here. The stream is named, and so are the
-        # answers it carries back, so that a question the client answered in another tasks/result
-        # open on the task at the same time is called off here.
-        view = secrets.token_hex(8)
-        events = self.service.StreamTaskEvents(
-            pb.StreamTaskEventsRequest(owner=owner, task_id=task_id, skip_changes=True, view_id=view)
-        )
         # asyncio's task group, not anyio's: anyio's runs a checkpoint on the way out even when
         # no child is left (the usual case: the forward ended with its answer), which puts the
         # outcome behind every step then ready on the loop (bench.trace --loop-steps).
         forwards: dict[str, tuple[asyncio.Task[None], _Asked]] = {}
-        async with asyncio.TaskGroup() as group, _closing(events):
+        async with asyncio.TaskGroup() as group:
             try:
-                async for event in events:
-                    kind = event.WhichOneof("event")
-                    if kind == "request":
-                        asked = _Asked()
-                        pending = event.request
-                        forward = group.create_task(
-                            self._forward(session, owner, pending, request_id, asked, view)
-                        )
-                        forwards[pending.request_id] = (forward, asked)
-                    elif kind == "withdrawn":
-                        withdrawn = forwards.pop(event.withdrawn.request_id, None)
-                        if withdrawn is not None:
-                            await self._call_off(session, *withdrawn, request_id)
-                    elif kind == "outcome":
-                        outcome = event.outcome
-                        self._saw(outcome.task)
-                        break
-            except grpc.aio.AioRpcError as exc:
-                failure = rpc_error(exc, f"task {task_id}")
+                with self._waits():
+                    outcome = await self._events_to_outcome(
+                        session, owner, task_id, request_id, group, forwards, method
+                    )
+            except McpError as exc:
+                failure = exc
+            except asyncio.CancelledError:
+                if not self._interrupted_by_stop():
+                    raise
+                failure = shutting_down(method)
             # The task waits no more (or, after a failure, no answer can go back this way).
             for forward, asked in forwards.values():
                 await self._call_off(session, forward, asked, request_id)
         if failure is not None:
             raise failure
-        if outcome is None:
-            raise McpError(
-                types.ErrorData(code=types.INTERNAL_ERROR, message=f"task {task_id}: stream ended early")
-            )
+        assert outcome is not None
         return outcome
+
+    async def _events_to_outcome(
+        self,
+        session: ServerSession,
+        owner: str,
+        task_id: str,
+        request_id: types.RequestId,
+        group: asyncio.TaskGroup,
+        forwards: dict[str, tuple[asyncio.Task[None], _Asked]],
+        method: str,
+    ) -> pb.TaskOutcome:
+        """Read the task's events until its outcome, forwarding each request into `forwards`.
+
+        Only the requests and the outcome: the status changes go out as notifications from the
+        task's follower (`_follow`), not from here. The stream is named, and so are the answers
+        it carries back, so that a question the client answered in another tasks/result open on
+        the task at the same time is called off here. A stream that breaks with UNAVAILABLE (the
+        service restarts, or its replica went away: the channel picks another) is opened again
+        under the same name, after a backoff: a question the client already has is not put to it
+        again, and its answer still goes back. Any other error is raised as an McpError."""
+        view = secrets.token_hex(8)
+        follow = pb.StreamTaskEventsRequest(owner=owner, task_id=task_id, skip_changes=True, view_id=view)
+        backoff = RETRY.backoff()
+        while True:
+            events = self.service.StreamTaskEvents(follow)
+            try:
+                async with _closing(events):
+                    async for event in events:
+                        kind = event.WhichOneof("event")
+                        if kind == "request":
+                            pending = event.request
+                            if pending.request_id not in forwards:  # else delivered again after a break
+                                asked = _Asked()
+                                forward = group.create_task(
+                                    self._forward(session, owner, pending, request_id, asked, view)
+                                )
+                                forwards[pending.request_id] = (forward, asked)
+                        elif kind == "withdrawn":
+                            withdrawn = forwards.pop(event.withdrawn.request_id, None)
+                            if withdrawn is not None:
+                                await self._call_off(session, *withdrawn, request_id)
+                        elif kind == "outcome":
+                            self._saw(event.outcome.task)
+                            return event.outcome
+                        backoff.reset()
+            except grpc.aio.AioRpcError as exc:
+                if self.closing:
+                    raise shutting_down(method) from None
+                if exc.code() not in RETRYABLE:
+                    raise rpc_error(exc, f"task {task_id}") from None
+                log.info("task %s: its events broke off (%s); re-attaching", task_id, exc.code().name)
+                if not await self._pause(backoff):
+                    raise shutting_down(method) from None
+            else:
+                ended = f"task {task_id}: stream ended early"
+                raise McpError(types.ErrorData(code=types.INTERNAL_ERROR, message=ended))
 
     async def _call_off(
         self,
@@ -693,6 +811,8 @@ class McpBridge:
         forward the client has now (the question itself, or a poll of that task)."""
         if forward.done():
             return  # answered
+        if asked.answered and self.closing:
+            return  # the answer is being stored: kept (the retries stop, as the bridge closes)
         forward.cancel()
         if asked.client_task is not None:
             self._spawn(self._cancel_client_task(session, asked.client_task), "bridge-cancel-client-task")
@@ -769,8 +889,9 @@ class McpBridge:
             answer.error.CopyFrom(task_pb2.McpError(code=exc.error.code, message=exc.error.message))
             if exc.error.data is not None:
                 json_format.ParseDict(exc.error.data, answer.error.data)
+        asked.answered = True
         try:
-            await self.service.AnswerRequest(answer)
+            await self._store_answer(answer)
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.INVALID_ARGUMENT or not answer.HasField("result"):
                 # Another waiter answered first, the task ended meanwhile, or the request was
@@ -786,9 +907,22 @@ class McpBridge:
                 )
             )
             try:
-                await self.service.AnswerRequest(answer)
+                await self._store_answer(answer)
             except grpc.aio.AioRpcError as again:
                 log.info("answer to request %s not stored: %s", pending.request_id, again.details())
+
+    async def _store_answer(self, answer: pb.AnswerRequestRequest) -> None:
+        """AnswerRequest, again after a backoff while the service is unreachable (not once the
+        bridge closes: the question then stays pending, and the next `tasks/result` asks it)."""
+        backoff = RETRY.backoff()
+        while True:
+            try:
+                await self.service.AnswerRequest(answer)
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in RETRYABLE or not await self._pause(backoff):
+                    raise
+                log.info("answer to %s not stored yet (%s); retrying", answer.request_id, exc.code().name)
 
     async def _task_result(self, request: types.GetTaskPayloadRequest) -> types.ServerResult:
         session, owner = self._owner()

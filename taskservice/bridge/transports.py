@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import json
 import logging
+import math
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import cast
 
 import uvicorn
 from mcp.server.stdio import stdio_server
+from mcp.server.streamable_http import GET_STREAM_KEY
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -123,6 +126,30 @@ async def _refuse(send: Send, status: int, message: str, *, challenge: str | Non
     await send({"type": "http.response.body", "body": body})
 
 
+class _InFlight:
+    """A count of the requests being served, with an event set while there is none."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._none = asyncio.Event()
+        self._none.set()
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        self.count += 1
+        self._none.clear()
+        try:
+            yield
+        finally:
+            self.count -= 1
+            if not self.count:
+                self._none.set()
+
+    async def none(self) -> None:
+        """Return once no request is being served."""
+        await self._none.wait()
+
+
 class _McpEndpoint:
     """The ASGI endpoint at /mcp (a plain Route, so /mcp is not redirected to /mcp/)."""
 
@@ -137,8 +164,31 @@ class _McpEndpoint:
         self.tokens = tokens
         # With tokens: the principal that opened each live MCP session.
         self.sessions: dict[str, str] = {}
+        self.closed = False
+        """Set as the sessions end (HttpBridgeServer's stop): new requests are then refused."""
+        self.answering = _InFlight()
+        """The requests being answered: POST and DELETE."""
+        self.streaming = _InFlight()
+        """The sessions' GET streams being served."""
+
+    def end_get_streams(self) -> None:
+        """End every session's GET stream once it has sent what it has: its messages' stream is
+        closed on the sending side only. (Ending the session does not wait: the SDK's writer of the
+        stream then finds its own end closed under it, and logs that as an error.)"""
+        sessions: dict[str, object] = getattr(self.manager, "_server_instances", {})
+        for transport in sessions.values():
+            streams = getattr(transport, "_request_streams", {}).get(GET_STREAM_KEY)
+            if streams is not None:
+                streams[0].close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.closed:
+            await _refuse(send, 503, "Service Unavailable: the server is shutting down")
+            return
+        with (self.streaming if scope["method"] == "GET" else self.answering).serving():
+            await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.tokens is not None:
             authorized = await self._authorize(scope, send)
             if authorized is None:
@@ -192,20 +242,6 @@ class _McpEndpoint:
             self.sessions = {sid: who for sid, who in self.sessions.items() if sid in live}
 
 
-def http_app(bridge: McpBridge, tokens: ClientTokens | None = None) -> Starlette:
-    manager = StreamableHTTPSessionManager(
-        app=bridge.server, stateless=False, json_response=cast("bool", _PerRequestJson())
-    )
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with manager.run():
-            yield
-
-    endpoint = _McpEndpoint(manager, bridge.finished, tokens)
-    return Starlette(routes=[Route(MCP_PATH, endpoint=endpoint)], lifespan=lifespan)
-
-
 def split_host_port(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or not host:
@@ -221,9 +257,17 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
+DEFAULT_GRACE = 5.0
+"""How long a stop of the HTTP bridge may take, unless told otherwise (see HttpBridgeServer.stop)."""
+
+
 class HttpBridgeServer:
     """The bridge over streamable HTTP. The socket is bound at construction, so a bad
-    address fails there with OSError (uvicorn itself would exit the process)."""
+    address fails there with OSError (uvicorn itself would exit the process).
+
+    Its MCP sessions live as long as `serve` runs (not in a lifespan of uvicorn's, which would
+    end them only once every connection has closed: never, while a client holds the session's
+    GET stream open). `stop` ends them, in order: see `_stop`."""
 
     def __init__(
         self,
@@ -243,20 +287,54 @@ class HttpBridgeServer:
         # two writes on a kept-alive connection waits for the client's delayed ACK (40 ms).
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.port = int(self.socket.getsockname()[1])
-        config = uvicorn.Config(
-            http_app(bridge, tokens), log_level=log_level, lifespan="on", access_log=False
+        self.bridge = bridge
+        self.manager = StreamableHTTPSessionManager(
+            app=bridge.server, stateless=False, json_response=cast("bool", _PerRequestJson())
         )
+        self.endpoint = _McpEndpoint(self.manager, bridge.finished, tokens)
+        app = Starlette(routes=[Route(MCP_PATH, endpoint=self.endpoint)])
+        config = uvicorn.Config(app, log_level=log_level, lifespan="off", access_log=False)
         self.server = _Uvicorn(config)
+        self._stopping = asyncio.Event()
+        self._grace = DEFAULT_GRACE
 
     async def serve(self) -> None:
-        """Serve until `stop`."""
+        """Serve until `stop`, and return once stopped."""
         try:
-            await self.server.serve(sockets=[self.socket])
+            async with self.manager.run():
+                serving = asyncio.ensure_future(self.server.serve(sockets=[self.socket]))
+                stopping = asyncio.ensure_future(self._stopping.wait())
+                try:
+                    await asyncio.wait((serving, stopping), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopping.cancel()
+                if not serving.done():
+                    await self._stop()
+                # Leaving the manager's run ends the sessions: their GET streams close.
+            await serving  # uvicorn, once its connections closed (or the grace ran out)
         finally:
             self.socket.close()
 
-    def stop(self) -> None:
+    def stop(self, grace: float = DEFAULT_GRACE) -> None:
+        """Make `serve` stop, within about `grace` seconds whatever the clients do."""
+        self._grace = grace
+        self._stopping.set()
+
+    async def _stop(self) -> None:
+        # uvicorn closes its listener at its next tick, then waits for its connections to close;
+        # when the grace runs out it cancels the requests still open (a client that reads none).
+        self.server.config.timeout_graceful_shutdown = max(math.ceil(self._grace), 1)
         self.server.should_exit = True
+        # Every request waiting for a task's end is answered with the error that says to call
+        # again; the sessions end once these answers are sent, their GET streams first.
+        self.bridge.stop_waiting()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._grace):
+                await self.endpoint.answering.none()
+                self.endpoint.closed = True
+                self.endpoint.end_get_streams()
+                await self.endpoint.streaming.none()
+        self.endpoint.closed = True
 
 
 async def serve_stdio(bridge: McpBridge) -> None:

@@ -240,12 +240,17 @@ class TaskServiceServer:
         )
         return self.port
 
+    async def stopping(self) -> None:
+        """Report NOT_SERVING from now on (so that load balancers drain it), before `stop`: the
+        service still serves while what runs beside it (the MCP bridge) winds down."""
+        await self.health.enter_graceful_shutdown()
+
     async def stop(self, grace: float = 5.0) -> None:
         """Graceful shutdown: NOT_SERVING, end our own streams, let unary calls finish, stop."""
         if self._server is None:
             return
         server, self._server = self._server, None
-        await self.health.enter_graceful_shutdown()
+        await self.stopping()
         await self.streams.close_all()
         for task in self._background:
             task.cancel()

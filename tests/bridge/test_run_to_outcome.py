@@ -9,12 +9,17 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import grpc
+import pytest
 from google.protobuf import struct_pb2
 from mcp import types
 from mcp.server.session import ServerSession
+from mcp.shared.exceptions import McpError
+from taskservice_client._convert import struct_to_dict
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
-from taskservice.bridge.server import McpBridge
+from taskservice.bridge.server import AnyResult, McpBridge
+from taskservice.grpc_api.local import rpc_error as local_rpc_error
 
 pb = bridge_service_pb2
 TIMEOUT = 5.0
@@ -231,3 +236,123 @@ async def test_a_withdrawn_request_the_client_runs_as_a_task_gets_its_task_cance
     [router] = session.routers
     assert router.route_response(1, {})
     assert service.answers == []
+
+
+# ------------------------------------------- re-attaching, answering again, stopping
+
+
+class _Answering(_Session):
+    """A client that answers each question at once."""
+
+    async def send_request(self, request: types.ServerRequest, result_type: Any, **_: Any) -> Any:
+        self._request_id += 1
+        self.asked.append((self._request_id - 1, request))
+        self.asking.set()
+        return AnyResult.model_validate(ANSWER)
+
+
+ANSWER = {"action": "accept", "content": {"ok": True}}
+
+
+class _Restarting:
+    """A service whose StreamTaskEvents breaks with UNAVAILABLE after its first events, and whose
+    AnswerRequest is refused with UNAVAILABLE `refusals` times before it is stored: it restarted."""
+
+    def __init__(self, *streams: list[pb.StreamTaskEventsResponse], refusals: int = 0) -> None:
+        self.streams = list(streams)
+        self.opened: list[pb.StreamTaskEventsRequest] = []
+        self.refusals = refusals
+        self.answers: list[pb.AnswerRequestRequest] = []
+        self.stored = asyncio.Event()
+        self.reopened = asyncio.Event()
+        self.end = asyncio.Event()
+
+    def StreamTaskEvents(
+        self, request: pb.StreamTaskEventsRequest
+    ) -> AsyncIterator[pb.StreamTaskEventsResponse]:
+        self.opened.append(request)
+        if len(self.opened) == 2:
+            self.reopened.set()
+        return self._events(self.streams.pop(0), last=not self.streams)
+
+    async def _events(
+        self, events: list[pb.StreamTaskEventsResponse], *, last: bool
+    ) -> AsyncIterator[pb.StreamTaskEventsResponse]:
+        for event in events:
+            yield event
+        if not last:
+            raise local_rpc_error(grpc.StatusCode.UNAVAILABLE, "the service is shutting down; reconnect")
+        await self.end.wait()
+        yield _outcome()
+
+    async def AnswerRequest(self, request: pb.AnswerRequestRequest) -> pb.AnswerRequestResponse:
+        self.answers.append(request)
+        if len(self.answers) <= self.refusals:
+            raise local_rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
+        self.stored.set()
+        return pb.AnswerRequestResponse()
+
+
+@contextlib.asynccontextmanager
+async def _waiting_on(
+    service: _Restarting, session: _Session
+) -> AsyncIterator[tuple[McpBridge, asyncio.Task[pb.TaskOutcome]]]:
+    bridge = McpBridge(cast("bridge_service_pb2_grpc.BridgeServiceAsyncStub", service))
+    try:
+        waiting = asyncio.create_task(
+            bridge._run_to_outcome(cast("ServerSession", session), "owner", TASK_ID, request_id=TOOLS_CALL_ID)
+        )
+        yield bridge, waiting
+    finally:
+        await bridge.close()
+
+
+async def test_a_broken_stream_is_opened_again_and_the_question_the_client_has_is_not_put_twice() -> None:
+    service = _Restarting([_question("r1")], [_question("r1")])  # delivered again after the break
+    session = _Session()
+    async with _waiting_on(service, session) as (_, waiting):
+        await session.until_asked(1)
+        await asyncio.wait_for(service.reopened.wait(), TIMEOUT)
+        service.end.set()
+        outcome = await asyncio.wait_for(waiting, TIMEOUT)
+    assert outcome.task.status == task_pb2.TASK_STATUS_CANCELLED
+    assert len(session.asked) == 1
+    first, second = service.opened
+    assert second.view_id == first.view_id  # the same view: its own answers are not withdrawn from it
+
+
+async def test_an_answer_the_service_could_not_take_is_stored_once_it_is_back() -> None:
+    service = _Restarting([_question("r1")], refusals=2)
+    async with _waiting_on(service, _Answering()) as (_, waiting):
+        await asyncio.wait_for(service.stored.wait(), TIMEOUT)
+        service.end.set()
+        await asyncio.wait_for(waiting, TIMEOUT)
+    assert len(service.answers) == 3
+    assert {struct_to_dict(a.result)["content"]["ok"] for a in service.answers} == {True}
+
+
+async def test_stop_waiting_answers_call_again_and_calls_off_the_question_the_client_holds() -> None:
+    service = _Restarting([_question("r1")])
+    session = _Session()
+    async with _waiting_on(service, session) as (bridge, waiting):
+        await session.until_asked(1)
+        bridge.stop_waiting()
+        with pytest.raises(McpError) as caught:
+            await asyncio.wait_for(waiting, TIMEOUT)
+    assert caught.value.error.code == types.INTERNAL_ERROR
+    assert "shutting down; call tasks/result again" in caught.value.error.message
+    assert session.called_off() == [(0, TOOLS_CALL_ID)]
+    assert service.answers == []
+    # A wait that begins once the bridge is stopping ends at once, the same way.
+    with pytest.raises(McpError, match="shutting down"):
+        await bridge._run_to_outcome(cast("ServerSession", session), "owner", TASK_ID, request_id=8)
+
+
+async def test_a_stopping_bridge_stops_opening_a_broken_stream_again() -> None:
+    service = _Restarting(*([] for _ in range(100)))  # each stream breaks at once: a service down
+    async with _waiting_on(service, _Session()) as (bridge, waiting):
+        await asyncio.wait_for(service.reopened.wait(), TIMEOUT)  # broken once, opened again
+        bridge.stop_waiting()
+        # The retries end with the wait (its task is done: nothing opens the stream again).
+        with pytest.raises(McpError, match="shutting down"):
+            await asyncio.wait_for(waiting, TIMEOUT)

@@ -472,10 +472,14 @@ async def http_client(
     *,
     session_id: str | None = None,
     terminate: bool = True,
+    token: str | None = None,
 ) -> AsyncIterator[Client]:
     """A client over streamable HTTP. With `session_id`: a new connection to that existing MCP session
-    (no initialize). With `terminate=False`: leaving does not end the MCP session."""
-    headers = {"mcp-session-id": session_id} if session_id else None
+    (no initialize). With `terminate=False`: leaving does not end the MCP session. With `token`: sent
+    as `Authorization: Bearer` (a bridge with client tokens)."""
+    headers = {"mcp-session-id": session_id} if session_id else {}
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
     finished = False
     try:
         async with (

@@ -121,6 +121,16 @@ REQUIREMENTS: dict[str, str] = {
         " the re-run asks again) is called off at the client with notifications/cancelled, which"
         " cancels the client's callback; the client's late answer to it is no error on the server."
     ),
+    "design:result-waiter-re-attaches": (
+        "A tasks/result open through a standalone bridge outlives a restart of the service: the bridge"
+        " opens the task's events again, does not ask the client's question twice, stores the answer"
+        " given meanwhile, and the tasks/result ends with the task's result."
+    ),
+    "design:stop-answers-waiting-requests": (
+        "On SIGTERM `taskservice serve` and `taskservice bridge` answer a waiting tasks/result with a"
+        " JSON-RPC error that says to call again, end their sessions (an idle one holds its GET stream"
+        " open) and exit 0; the task goes on, and a later tasks/result gets its question and result."
+    ),
     # --- notifications --------------------------------------------------------------
     f"{TASKS}#task-status-notification": (
         "notifications/tasks/status on every status change of the session's tasks (input_required"

@@ -17,8 +17,12 @@ ID = re.compile(
     r"|design:[a-z0-9-]+"
     r"|readme:[a-z0-9-]+)$"
 )
-# Requirements whose tests need not run over both transports.
-ONE_TRANSPORT = {"readme:connect-an-mcp-client", "spec:2025-11-25/basic/transports#streamable-http"}
+# Requirements whose tests need not run over both transports (a stdio bridge stops with its client).
+ONE_TRANSPORT = {
+    "readme:connect-an-mcp-client",
+    "spec:2025-11-25/basic/transports#streamable-http",
+    "design:stop-answers-waiting-requests",
+}
 
 
 def suite_tests() -> dict[str, Callable[..., object]]:
@@ -53,7 +57,8 @@ def test_every_case_names_known_requirements_and_every_requirement_is_covered() 
     over_both = {
         rid
         for function in tests.values()
-        if "mcp" in inspect.signature(function).parameters  # the fixture parametrized by transport
+        # the fixtures parametrized by transport
+        if {"mcp", "transport"} & set(inspect.signature(function).parameters)
         for rid in requirements_of(function)
     }
     assert unnamed == [], "test cases that name no requirement"

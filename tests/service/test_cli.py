@@ -143,6 +143,7 @@ IN_PROCESS: dict[str, tuple[list[str], dict[str, str], str]] = {
     ),
     "worker-token-env-padded": ([], {"TASKSERVICE_WORKER_TOKEN": " secret "}, "--worker-token"),
     "mcp-tokens-without-the-bridge": (["--mcp-tokens-file", "{tmp}/a-file"], {}, "which --no-mcp leaves out"),
+    "shutdown-grace-negative": (["--shutdown-grace-ms", "-1"], {}, "must not be negative"),
 }
 
 
@@ -179,6 +180,7 @@ BRIDGE_SETTINGS: dict[str, tuple[list[str], str]] = {
     "tokens-file-bad-line": (["--mcp-tokens-file", "{tmp}/bad"], "bad:2: expected NAME TOKEN"),
     "service-ca-not-pem": (["--service-tls-ca", "{tmp}/clients"], "is not a PEM file"),
     "service-cert-without-key": (["--service-tls-cert", "{tmp}/clients"], "go together"),
+    "shutdown-grace-negative": (["--shutdown-grace-ms", "-5"], "--shutdown-grace-ms must not be negative"),
 }
 
 
