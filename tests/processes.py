@@ -3,24 +3,41 @@
 A process runs with this environment less its TASKSERVICE_* settings (they would change
 what the flags given say), its output goes to a log file the tests read (to learn the
 ports a service chose, and to show what happened when a test fails), every wait is
-bounded, and it is stopped by its own pid: SIGTERM, then SIGKILL.
+bounded, and it is stopped by its own pid: SIGTERM, then SIGKILL. Its XDG_STATE_HOME is a
+directory of this test run's, so that a service started without --store (as the README's
+quick start does) keeps its default tasks.db there, not in the home directory of whoever runs
+the tests (where another run's service may hold it open).
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 
+@functools.cache
+def state_home() -> str:
+    """This test run's XDG_STATE_HOME, removed when the run ends."""
+    path = tempfile.mkdtemp(prefix="taskservice-test-state-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def clean_env(**variables: str) -> dict[str, str]:
-    """This environment without TASKSERVICE_* settings, plus `variables`."""
+    """This environment without TASKSERVICE_* settings, with this run's XDG_STATE_HOME, plus
+    `variables`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKSERVICE_")}
+    env["XDG_STATE_HOME"] = state_home()
     env.update(variables)
     return env
 
