@@ -3,21 +3,26 @@
 One table decides the code of each domain error; every handler goes through
 `grpc_errors`, so a caller always gets a code, a readable message and details
 (ErrorInfo with the reason, BadRequest naming the field, ResourceInfo for
-what was not found).
+what was not found). A request protobuf cannot decode is INVALID_ARGUMENT too
+(`decoding`), not the UNKNOWN grpc.aio would answer.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from taskservice.domain import errors
+from taskservice.grpc_api.convert import MAX_PAYLOAD_DEPTH
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +111,92 @@ class grpc_errors:  # used like a function: `async with grpc_errors(context):`
             if CODES.get(type(exc)) in (grpc.StatusCode.UNAVAILABLE, None):
                 log.warning("%s", exc.message)
             await abort_with(self.context, exc)
+
+
+class _Undecodable:
+    """What `decoding`'s deserializer gives for bytes protobuf cannot decode."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: errors.InvalidArgument) -> None:
+        self.error = error
+
+
+def decoding(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler`, answering a request protobuf cannot decode (nested past its depth limit, or
+    malformed) with INVALID_ARGUMENT instead of UNKNOWN: its deserializer hands the handler a
+    marker rather than raising, which the handler turns into the status. Handlers of requests
+    that come as a stream are left as they are."""
+    deserialize = handler.request_deserializer
+    behavior: Any = handler.unary_unary or handler.unary_stream
+    if deserialize is None or behavior is None:
+        return handler
+    kind = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
+    what = kind.full_name if kind is not None else "the request's message"
+
+    def lenient(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError:
+            return _Undecodable(
+                errors.InvalidArgument(
+                    "request",
+                    f"protobuf cannot decode it as {what}: nested too deep or malformed"
+                    f" (JSON payloads nest at most {MAX_PAYLOAD_DEPTH} levels)",
+                )
+            )
+
+    serialize = handler.response_serializer
+    if handler.unary_unary is not None:
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if request.__class__ is _Undecodable:
+                await abort_with(context, request.error)
+            return await behavior(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary, lenient, serialize)
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            if request.__class__ is _Undecodable:
+                await abort_with(context, request.error)
+            async for response in behavior(request, context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(stream, lenient, serialize)
+    if inspect.iscoroutinefunction(behavior):  # the reader/writer form: responses go by context.write
+
+        async def written(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            if request.__class__ is _Undecodable:
+                await abort_with(context, request.error)
+            await behavior(request, context)
+
+        return grpc.unary_stream_rpc_method_handler(written, lenient, serialize)
+    return handler
+
+
+# grpc's classes are generic only in grpc-stubs.
+if TYPE_CHECKING:
+    _GenericHandler = grpc.GenericRpcHandler[Any, Any]
+else:
+    _GenericHandler = grpc.GenericRpcHandler
+
+
+class Decoding(_GenericHandler):
+    """A generic handler whose methods are `decoding`'s, each wrapped once."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler[Any, Any]) -> None:
+        self._inner = inner
+        self._methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method = handler_call_details.method
+        found = self._methods.get(method)
+        if found is None:
+            handler = self._inner.service(handler_call_details)
+            if handler is None:
+                return None  # not kept: a caller could name any number of methods
+            found = self._methods[method] = decoding(handler)
+        return found
