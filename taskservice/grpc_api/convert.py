@@ -11,6 +11,7 @@ from taskservice_client._proto.mcptasks.v1 import task_pb2
 
 from taskservice.domain.errors import InvalidArgument, PayloadTooLarge
 from taskservice.domain.model import ClientRequest, JsonObject, TaskRecord, TaskStatus, TaskSupport, ToolSpec
+from taskservice.domain.service import check_text_size
 
 T = TypeVar("T")
 
@@ -108,6 +109,29 @@ class PayloadReader:
     def value(self, message: struct_pb2.Value, field: str) -> Any:
         self._check_size(message, field)
         return _json(value_to_python(message), field)
+
+    def text(self, value: str, field: str) -> str:
+        """A string field that goes out as (part of) a payload, held to the same limit."""
+        check_text_size(field, value, self.max_bytes)
+        return value
+
+    def together(self, request: Any, field: str) -> None:
+        """A repeated field's items (a worker's tools), held to the limit together: they go out
+        in one message (ListTools, WatchTools)."""
+        size = sum(int(item.ByteSize()) for item in getattr(request, field))
+        if size > self.max_bytes:
+            raise PayloadTooLarge(field, size, self.max_bytes)
+
+    def params(self, request: Any, params: JsonObject) -> JsonObject:
+        """A question's params, built from all of `request`'s fields: they go to the client as one
+        payload (PendingRequest.params), so they are held to the limit as a whole too."""
+        # Params take at most about twice the bytes of the fields they are made of (a Value around
+        # each item, MCP's key names): a question well under the limit needs no Struct to measure.
+        if 2 * int(request.ByteSize()) + 1024 > self.max_bytes:
+            size = int(struct(params).ByteSize())
+            if size > self.max_bytes:
+                raise PayloadTooLarge("params", size, self.max_bytes)
+        return params
 
 
 def _check(data: Any, field: str, depth: int) -> None:

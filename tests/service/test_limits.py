@@ -1,9 +1,10 @@
-"""The service's limits on what comes in: how deep a payload nests."""
+"""The service's limits on what comes in: how deep a payload nests, how long a text or a name is,
+how many tools a worker declares."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -12,9 +13,16 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError, Message
 from taskservice_client._proto.mcptasks.v1 import task_pb2
 
+from taskservice.domain.service import (
+    MAX_NAME_LENGTH,
+    MAX_OWNER_LENGTH,
+    MAX_STATUS_MESSAGE_BYTES,
+    MAX_TOOLS_PER_WORKER,
+)
 from taskservice.grpc_api.convert import MAX_PAYLOAD_DEPTH
 from taskservice.testing import RunningService
 
+from .conftest import MAX_PAYLOAD_BYTES
 from .support import (
     ELICIT_SCHEMA,
     OWNER,
@@ -30,6 +38,7 @@ from .support import (
     rich_error,
     to_dict,
     to_struct,
+    tool,
 )
 from .test_errors import stream_error, task_unchanged
 
@@ -306,3 +315,136 @@ async def test_a_request_protobuf_cannot_decode_is_invalid_argument(
     assert (stream.code, stream.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["request"])
     # The same calls, decodable, still work on the same channel.
     assert (await clients.create(arguments=nested(3))).status == task_pb2.TASK_STATUS_WORKING
+
+
+# ------------------------------------------------------------------ texts, names, tools
+
+
+async def test_a_status_message_over_its_limit_is_resource_exhausted_and_changes_nothing(
+    clients: Clients, svc: RunningService, task_id: str
+) -> None:
+    at_limit = "é" * (MAX_STATUS_MESSAGE_BYTES // 2)  # two bytes each in UTF-8
+    over = at_limit + "x"
+    calls: dict[str, Callable[[str], Awaitable[Any]]] = {
+        "status_message": lambda text: clients.tasks.UpdateStatus(
+            pb.UpdateStatusRequest(task_id=task_id, status_message=text)
+        ),
+        "error": lambda text: clients.tasks.Fail(pb.FailRequest(task_id=task_id, error=text)),
+        "reason": lambda text: clients.bridge.CancelTask(
+            bpb.CancelTaskRequest(owner=OWNER, task_id=task_id, reason=text)
+        ),
+    }
+    async with task_unchanged(clients, svc, task_id):
+        for field, call in calls.items():
+            error = await rich_error(call(over))
+            assert (error.code, error.reason, error.fields) == (
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "PAYLOAD_TOO_LARGE",
+                [field],
+            )
+            assert (
+                f"{MAX_STATUS_MESSAGE_BYTES + 1} bytes, over the limit of {MAX_STATUS_MESSAGE_BYTES}"
+                in error.message
+            )
+        update = pb.UpdateTaskRequest(task_id=task_id, status_message=over)
+        assert (await rich_error(clients.tasks.UpdateTask(update))).fields == ["status_message"]
+    assert (await clients.get(task_id)).status_message != at_limit
+    updated = await bounded(
+        clients.tasks.UpdateStatus(pb.UpdateStatusRequest(task_id=task_id, status_message=at_limit))
+    )
+    assert updated.task.status_message == at_limit
+    assert (await clients.fail(task_id, at_limit)).status_message == at_limit
+
+
+async def test_a_question_over_the_payload_limit_as_a_whole_is_resource_exhausted(
+    clients: Clients, svc: RunningService, task_id: str
+) -> None:
+    """A question's text goes to the client in its params, one payload: held to --max-payload-bytes."""
+    long = "q" * MAX_PAYLOAD_BYTES
+    half = "q" * (MAX_PAYLOAD_BYTES // 2)
+    schema = to_struct({**ELICIT_SCHEMA, "description": half})
+    questions: list[grpc.aio.UnaryStreamCall[Any, Any]] = [
+        clients.tasks.Elicit(
+            pb.ElicitRequest(task_id=task_id, message=long, requested_schema=to_struct(ELICIT_SCHEMA))
+        ),
+        clients.tasks.Elicit(pb.ElicitRequest(task_id=task_id, message=half, requested_schema=schema)),
+        clients.tasks.ElicitUrl(
+            pb.ElicitUrlRequest(
+                task_id=task_id, message="?", url=f"https://example.com/{long}", elicitation_id="e"
+            )
+        ),
+        clients.tasks.CreateMessage(
+            pb.CreateMessageRequest(
+                task_id=task_id, messages=[to_struct(USER_MESSAGE)], max_tokens=5, system_prompt=long
+            )
+        ),
+    ]
+    async with task_unchanged(clients, svc, task_id):
+        for question in questions:
+            error = rich(await stream_error(question))
+            assert (error.code, error.reason, error.fields) == (
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "PAYLOAD_TOO_LARGE",
+                ["params"],
+            )
+            assert f"over the limit of {MAX_PAYLOAD_BYTES} bytes" in error.message
+
+
+async def test_an_answer_error_message_over_the_payload_limit_is_resource_exhausted(
+    clients: Clients, svc: RunningService, task_id: str
+) -> None:
+    elicit = clients.elicit(task_id)
+    pending = (await elicit.next()).pending
+    huge = task_pb2.McpError(code=-1, message="n" * (MAX_PAYLOAD_BYTES + 1))
+    async with task_unchanged(clients, svc, task_id):
+        error = await rich_error(clients.answer(task_id, pending.request_id, error=huge))
+    assert (error.code, error.fields) == (grpc.StatusCode.RESOURCE_EXHAUSTED, ["error.message"])
+    elicit.cancel()
+
+
+async def test_names_over_their_limits_are_invalid_argument(clients: Clients, worker_id: str) -> None:
+    cases: list[tuple[str, int, Callable[[str], Awaitable[Any]]]] = [
+        (
+            "owner",
+            MAX_OWNER_LENGTH,
+            lambda name: clients.bridge.CreateTask(bpb.CreateTaskRequest(owner=name, tool_name=TOOL)),
+        ),
+        (
+            "owner",
+            MAX_OWNER_LENGTH,
+            lambda name: clients.tasks.CreateStoredTask(pb.CreateStoredTaskRequest(owner=name)),
+        ),
+        (
+            "name",
+            MAX_NAME_LENGTH,
+            lambda name: clients.tasks.RegisterWorker(pb.RegisterWorkerRequest(name=name, tools=[tool()])),
+        ),
+        (
+            "tools[1].name",
+            MAX_NAME_LENGTH,
+            lambda name: clients.tasks.RegisterWorker(pb.RegisterWorkerRequest(tools=[tool(), tool(name)])),
+        ),
+    ]
+    for field, limit, call in cases:
+        error = await rich_error(call("n" * (limit + 1)))
+        assert (error.code, error.fields) == (grpc.StatusCode.INVALID_ARGUMENT, [field])
+        assert f"at most {limit} characters, got {limit + 1}" in error.message
+        await bounded(call("n" * limit))
+    assert "n" * (MAX_NAME_LENGTH + 1) not in [
+        t.name for t in (await bounded(clients.bridge.ListTools(bpb.ListToolsRequest()))).tools
+    ]
+
+
+async def test_a_worker_with_too_many_tools_or_too_many_bytes_of_them_is_refused(clients: Clients) -> None:
+    many = [task_pb2.ToolDefinition(name=f"t{index}") for index in range(MAX_TOOLS_PER_WORKER + 1)]
+    error = await rich_error(clients.tasks.RegisterWorker(pb.RegisterWorkerRequest(tools=many)))
+    assert (error.code, error.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["tools"])
+    assert f"at most {MAX_TOOLS_PER_WORKER} per worker, got {MAX_TOOLS_PER_WORKER + 1}" in error.message
+    big = [tool(f"tool-{index}", title="t" * (MAX_PAYLOAD_BYTES // 4)) for index in range(4)]
+    error = await rich_error(clients.tasks.RegisterWorker(pb.RegisterWorkerRequest(tools=big)))
+    assert (error.code, error.reason, error.fields) == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "PAYLOAD_TOO_LARGE",
+        ["tools"],
+    )
+    assert list((await bounded(clients.bridge.ListTools(bpb.ListToolsRequest()))).tools) == []
