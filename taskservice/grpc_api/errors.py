@@ -20,6 +20,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from taskservice_client._convert import clip_utf8
 
 from taskservice.domain import errors
 from taskservice.grpc_api.convert import MAX_PAYLOAD_DEPTH
@@ -27,6 +28,14 @@ from taskservice.grpc_api.convert import MAX_PAYLOAD_DEPTH
 log = logging.getLogger(__name__)
 
 DOMAIN = "mcptasks.v1"
+
+# A status goes back in two trailers, its message in grpc-message (percent-encoded: up to 3 bytes
+# a byte) and the whole Status in grpc-status-details-bin (base64), and gRPC refuses trailers past
+# 8 KiB (some clients at random past 8 KiB, all past 16). A message quotes what the caller sent
+# (an id, a field path with the caller's keys): clipped to these many UTF-8 bytes, every status
+# stays under 4 KiB of trailers, whatever the input.
+MAX_MESSAGE_BYTES = 512
+MAX_DETAIL_BYTES = 256
 
 CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.TaskNotFound: grpc.StatusCode.NOT_FOUND,
@@ -54,29 +63,26 @@ def _pack(detail: object) -> any_pb2.Any:
 def status_for(error: errors.DomainError) -> status_pb2.Status:
     code = CODES.get(type(error), grpc.StatusCode.UNKNOWN)
     details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN))]
-    if isinstance(error, errors.InvalidArgument):
+    if isinstance(error, errors.InvalidArgument | errors.PayloadTooLarge):
+        description = error.description if isinstance(error, errors.InvalidArgument) else error.message
         violation = error_details_pb2.BadRequest.FieldViolation(
-            field=error.field, description=error.description
+            field=clip_utf8(error.field, MAX_DETAIL_BYTES),
+            description=clip_utf8(description, MAX_MESSAGE_BYTES),
         )
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
-    elif isinstance(error, errors.PayloadTooLarge):
-        violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
     elif isinstance(error, errors.TaskNotFound):
-        details.append(
-            _pack(error_details_pb2.ResourceInfo(resource_type="task", resource_name=error.task_id))
-        )
+        details.append(_pack(_resource("task", error.task_id)))
     elif isinstance(error, errors.RequestNotFound):
-        details.append(
-            _pack(error_details_pb2.ResourceInfo(resource_type="request", resource_name=error.request_id))
-        )
+        details.append(_pack(_resource("request", error.request_id)))
     elif isinstance(error, errors.WorkerNotFound):
-        details.append(
-            _pack(error_details_pb2.ResourceInfo(resource_type="worker", resource_name=error.worker_id))
-        )
-    status = status_pb2.Status(code=code.value[0], message=error.message)
+        details.append(_pack(_resource("worker", error.worker_id)))
+    status = status_pb2.Status(code=code.value[0], message=clip_utf8(error.message, MAX_MESSAGE_BYTES))
     status.details.extend(details)
     return status
+
+
+def _resource(kind: str, name: str) -> error_details_pb2.ResourceInfo:
+    return error_details_pb2.ResourceInfo(resource_type=kind, resource_name=clip_utf8(name, MAX_DETAIL_BYTES))
 
 
 def transport_status(code: grpc.StatusCode, reason: str, message: str) -> status_pb2.Status:

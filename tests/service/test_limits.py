@@ -1,18 +1,21 @@
-"""The service's limits on what comes in: how deep a payload nests, how long a text or a name is,
-how many tools a worker declares."""
+"""The service's limits on what comes in (how deep a payload nests, how long a text or a name is,
+how many tools a worker declares) and on what an error sends back, whatever the input."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 import pytest
 from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError, Message
+from grpc_status import rpc_status
 from taskservice_client._proto.mcptasks.v1 import task_pb2
 
+from taskservice.domain import errors
 from taskservice.domain.service import (
     MAX_NAME_LENGTH,
     MAX_OWNER_LENGTH,
@@ -20,6 +23,7 @@ from taskservice.domain.service import (
     MAX_TOOLS_PER_WORKER,
 )
 from taskservice.grpc_api.convert import MAX_PAYLOAD_DEPTH
+from taskservice.grpc_api.errors import status_for
 from taskservice.testing import RunningService
 
 from .conftest import MAX_PAYLOAD_BYTES
@@ -448,3 +452,93 @@ async def test_a_worker_with_too_many_tools_or_too_many_bytes_of_them_is_refused
         ["tools"],
     )
     assert list((await bounded(clients.bridge.ListTools(bpb.ListToolsRequest()))).tools) == []
+
+
+# ------------------------------------------------------------ what an error sends back
+
+TRAILERS_BUDGET = 4096
+"""What a status's trailers may take at most, well under gRPC's 8 KiB (the first clients refuse)."""
+
+
+def trailer_bytes(message: str, details: bytes) -> int:
+    """The bytes of grpc-message (percent-encoded as gRPC sends it) and grpc-status-details-bin (base64)."""
+    encoded = sum(1 if 0x20 <= byte <= 0x7E and byte != 0x25 else 3 for byte in message.encode())
+    return encoded + len(base64.b64encode(details))
+
+
+LONG_INPUTS = [
+    pytest.param("a" * 4000, id="4000-ascii"),
+    pytest.param("é" * 1000, id="1000-e-acute"),
+    pytest.param("\U0001f600" * 900, id="900-emoji"),
+]
+
+
+@pytest.mark.parametrize("text", LONG_INPUTS)
+async def test_errors_about_long_input_keep_their_code_and_small_trailers(
+    clients: Clients, worker_id: str, text: str
+) -> None:
+    calls: list[tuple[grpc.StatusCode, Awaitable[Any]]] = [
+        (grpc.StatusCode.NOT_FOUND, clients.tasks.GetTask(pb.GetTaskRequest(task_id=text))),
+        (
+            grpc.StatusCode.NOT_FOUND,
+            clients.bridge.LookupTask(bpb.LookupTaskRequest(owner=OWNER, task_id=text)),
+        ),
+        (
+            grpc.StatusCode.NOT_FOUND,
+            clients.tasks.Complete(pb.CompleteRequest(task_id=text, result=to_struct({"content": []}))),
+        ),
+        (grpc.StatusCode.NOT_FOUND, clients.tasks.Heartbeat(pb.HeartbeatRequest(worker_id=text))),
+        (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            clients.bridge.ListTasks(bpb.ListTasksRequest(owner=OWNER, page_token=text)),
+        ),
+        (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            clients.bridge.CreateTask(bpb.CreateTaskRequest(owner=OWNER, tool_name=text)),
+        ),
+    ]
+    task_id = (await clients.create()).task_id
+    schema = {"type": "object", "properties": {text: {"type": "object"}}}  # a field path with the key in it
+    elicit = clients.tasks.Elicit(
+        pb.ElicitRequest(task_id=task_id, message="?", requested_schema=to_struct(schema))
+    )
+    for code, call in [*calls, (grpc.StatusCode.INVALID_ARGUMENT, Stream(elicit).rest())]:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await bounded(call)
+        error = caught.value
+        assert error.code() is code, error.details()
+        status = rpc_status.from_call(cast("grpc.Call", error))  # grpc-status-details-bin, decoded
+        assert status is not None
+        assert trailer_bytes(error.details() or "", status.SerializeToString()) <= TRAILERS_BUDGET
+
+
+@pytest.mark.parametrize("text", LONG_INPUTS)
+def test_every_domain_error_fits_the_trailers_budget(text: str) -> None:
+    made = [
+        errors.TaskNotFound(text),
+        errors.TaskExists(text),
+        errors.RequestNotFound(text, text),
+        errors.WorkerNotFound(text),
+        errors.ToolNotServed(text),
+        errors.InvalidTransition(text, "working", text, text),
+        errors.TaskCancelled(text),
+        errors.AlreadyAnswered(text),
+        errors.RequestWithdrawn(text, text),
+        errors.LeaseNotHeld(text, text),
+        errors.InvalidArgument(text, text),
+        errors.PayloadTooLarge(text, 10**9, 10**6),
+        errors.StoreUnavailable(text),
+    ]
+    for error in made:
+        status = status_for(error)
+        assert trailer_bytes(status.message, status.SerializeToString()) <= TRAILERS_BUDGET, type(
+            error
+        ).__name__
+        assert status.message  # still says what went wrong
+    assert status_for(errors.TaskNotFound("abc")).message == "task 'abc' not found"
+    # A long id is quoted by its start, so that the message still ends saying what went wrong.
+    long = status_for(errors.RequestNotFound("t" * 4000, "r" * 4000)).message
+    assert (
+        long
+        == f"request {'r' * 128!r}... (4000 characters) of task {'t' * 128!r}... (4000 characters) not found"
+    )
