@@ -52,6 +52,7 @@ def _as_value_errors() -> Iterator[None]:
         errors.TaskExists,
         errors.InvalidTransition,
         errors.InvalidArgument,
+        errors.PayloadTooLarge,
     ) as exc:
         raise ValueError(exc.message) from exc
 

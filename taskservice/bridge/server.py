@@ -44,6 +44,7 @@ from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_ser
 from taskservice import __version__, mcp_payloads
 from taskservice.bridge.auth import PRINCIPAL_KEY, owner_of
 from taskservice.domain.errors import InvalidArgument
+from taskservice.grpc_api.convert import check_payload
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,16 @@ def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(data)
     return message
+
+
+def _payload(data: dict[str, Any], field: str, what: str) -> struct_pb2.Struct:
+    """A client's JSON as the Struct that carries it to the service, checked as the service checks
+    a payload (how deep it nests: protobuf decodes only so many levels): else invalid params."""
+    try:
+        check_payload(data, field)
+    except InvalidArgument as exc:
+        raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=f"{what}: {exc.message}")) from None
+    return _struct(data)
 
 
 # The wire Task as mcp.types.Task: the same conversion the worker stub uses.
@@ -591,7 +602,10 @@ class McpBridge:
         # the client never asked for a task, so tasks/list, tasks/get and tasks/cancel must not show it.
         task_owner = owner if as_task else f"{owner}:call"
         create = pb.CreateTaskRequest(
-            owner=task_owner, tool_name=params.name, arguments=_struct(arguments), meta=_struct(meta)
+            owner=task_owner,
+            tool_name=params.name,
+            arguments=_payload(arguments, "arguments", "tools/call"),
+            meta=_payload(meta, "_meta", "tools/call"),
         )
         if params.task is not None and params.task.ttl is not None:
             create.ttl_ms = params.task.ttl
@@ -884,7 +898,8 @@ class McpBridge:
                 result = await _send(session, asked, payload, AnyResult)
             else:
                 result = await _send(session, asked, request, AnyResult, metadata)
-            answer.result.CopyFrom(_struct(dump_model(result)))
+            invalid = f"The client's answer to {pending.method} is not valid"
+            answer.result.CopyFrom(_payload(dump_model(result), "result", invalid))
         except McpError as exc:
             answer.error.CopyFrom(task_pb2.McpError(code=exc.error.code, message=exc.error.message))
             if exc.error.data is not None:

@@ -7,6 +7,17 @@ user reads names it.
 
 from __future__ import annotations
 
+SHOWN_LENGTH = 128
+"""How much of a value the caller gave (an id, a tool name) a message quotes: every valid id in full."""
+
+
+def shown(value: str) -> str:
+    """`value` quoted for a message: in full up to SHOWN_LENGTH characters, else its start and its
+    length (a message goes back in a status's trailers, which gRPC keeps small)."""
+    if len(value) <= SHOWN_LENGTH:
+        return repr(value)
+    return f"{value[:SHOWN_LENGTH]!r}... ({len(value)} characters)"
+
 
 class DomainError(Exception):
     """Base of every error the domain raises on purpose."""
@@ -22,7 +33,7 @@ class TaskNotFound(DomainError):
     reason = "TASK_NOT_FOUND"
 
     def __init__(self, task_id: str) -> None:
-        super().__init__(f"task {task_id!r} not found")
+        super().__init__(f"task {shown(task_id)} not found")
         self.task_id = task_id
 
 
@@ -30,7 +41,7 @@ class TaskExists(DomainError):
     reason = "TASK_EXISTS"
 
     def __init__(self, task_id: str) -> None:
-        super().__init__(f"task {task_id!r} already exists")
+        super().__init__(f"task {shown(task_id)} already exists")
         self.task_id = task_id
 
 
@@ -38,7 +49,7 @@ class RequestNotFound(DomainError):
     reason = "REQUEST_NOT_FOUND"
 
     def __init__(self, task_id: str, request_id: str) -> None:
-        super().__init__(f"request {request_id!r} of task {task_id!r} not found")
+        super().__init__(f"request {shown(request_id)} of task {shown(task_id)} not found")
         self.task_id = task_id
         self.request_id = request_id
 
@@ -48,7 +59,7 @@ class WorkerNotFound(DomainError):
 
     def __init__(self, worker_id: str) -> None:
         super().__init__(
-            f"worker {worker_id!r} is not registered (or its lease ran out): call RegisterWorker again"
+            f"worker {shown(worker_id)} is not registered (or its lease ran out): call RegisterWorker again"
         )
         self.worker_id = worker_id
 
@@ -57,7 +68,7 @@ class ToolNotServed(DomainError):
     reason = "TOOL_NOT_SERVED"
 
     def __init__(self, tool_name: str) -> None:
-        super().__init__(f"no connected worker serves the tool {tool_name!r}")
+        super().__init__(f"no connected worker serves the tool {shown(tool_name)}")
         self.tool_name = tool_name
 
 
@@ -67,7 +78,7 @@ class InvalidTransition(DomainError):
     reason = "INVALID_TRANSITION"
 
     def __init__(self, task_id: str, current: str, wanted: str, why: str = "") -> None:
-        text = f"task {task_id!r} is {current}: cannot {wanted}"
+        text = f"task {shown(task_id)} is {current}: cannot {wanted}"
         super().__init__(f"{text} ({why})" if why else text)
         self.task_id = task_id
         self.current = current
@@ -80,7 +91,7 @@ class TaskCancelled(DomainError):
     reason = "TASK_CANCELLED"
 
     def __init__(self, task_id: str) -> None:
-        super().__init__(f"task {task_id!r} was cancelled")
+        super().__init__(f"task {shown(task_id)} was cancelled")
         self.task_id = task_id
 
 
@@ -88,7 +99,7 @@ class AlreadyAnswered(DomainError):
     reason = "ALREADY_ANSWERED"
 
     def __init__(self, request_id: str) -> None:
-        super().__init__(f"request {request_id!r} was already answered")
+        super().__init__(f"request {shown(request_id)} was already answered")
         self.request_id = request_id
 
 
@@ -97,7 +108,7 @@ class RequestWithdrawn(DomainError):
 
     def __init__(self, task_id: str, request_id: str) -> None:
         super().__init__(
-            f"request {request_id!r} of task {task_id!r} was withdrawn unanswered: the worker that"
+            f"request {shown(request_id)} of task {shown(task_id)} was withdrawn unanswered: the worker that"
             " asked it lost the task, whose next run asks its own questions"
         )
         self.task_id = task_id
@@ -108,7 +119,7 @@ class LeaseNotHeld(DomainError):
     reason = "LEASE_NOT_HELD"
 
     def __init__(self, lease_id: str, why: str) -> None:
-        super().__init__(f"lease {lease_id!r} is not held by this worker: {why}")
+        super().__init__(f"lease {shown(lease_id)} is not held by this worker: {why}")
         self.lease_id = lease_id
 
 

@@ -9,6 +9,7 @@ gRPC layer is a view of stored state that any replica can serve.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import re
@@ -22,6 +23,7 @@ from taskservice.domain.errors import (
     InvalidArgument,
     InvalidTransition,
     LeaseNotHeld,
+    PayloadTooLarge,
     RequestNotFound,
     RequestWithdrawn,
     TaskCancelled,
@@ -140,10 +142,49 @@ def _label(worker: WorkerRecord) -> str:
 MAX_VIEW_LENGTH = 128
 """The longest name of a view (`TaskManager.events`) an answer keeps; the bridge's are 16."""
 
+MAX_NAME_LENGTH = 128
+"""The longest name of a tool (MCP's own advice: 1 to 128 characters; each Task message carries
+it) or of a worker (a lost worker's tasks name it in their status message)."""
+
+MAX_OWNER_LENGTH = 256
+"""The longest owner a task is stored under (a bridge's are `principal:NAME` or `session:...`)."""
+
+MAX_STATUS_MESSAGE_BYTES = 4096
+"""The largest status message a task keeps, in UTF-8: UpdateStatus's and UpdateTask's, Fail's
+error, CancelTask's reason. Every Task message carries it, a ListTasks page up to max_page_size
+of them: 500 tasks of 4 KiB each, their ids and tool names are some 2.3 MB, well under a gRPC
+client's default 4 MiB receive limit."""
+
+MAX_TOOLS_PER_WORKER = 1000
+"""The most tools one worker may declare."""
+
+
+def _check_length(field: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise InvalidArgument(field, f"at most {limit} characters, got {len(value)}")
+
 
 def _check_view(view: str) -> None:
-    if len(view) > MAX_VIEW_LENGTH:
-        raise InvalidArgument("view_id", f"at most {MAX_VIEW_LENGTH} characters, got {len(view)}")
+    _check_length("view_id", view, MAX_VIEW_LENGTH)
+
+
+def check_text_size(field: str, text: str, limit: int) -> None:
+    """PayloadTooLarge naming `field` when `text` is more than `limit` bytes of UTF-8."""
+    # A character is at most 4 bytes: most texts need no encoding to be measured.
+    if len(text) * 4 > limit:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise PayloadTooLarge(field, size, limit)
+
+
+def _check_status_message(field: str, message: str) -> None:
+    check_text_size(field, message, MAX_STATUS_MESSAGE_BYTES)
+
+
+def check_tool_count(count: int) -> None:
+    """A worker declares at most MAX_TOOLS_PER_WORKER tools (checked before they are read one by one)."""
+    if count > MAX_TOOLS_PER_WORKER:
+        raise InvalidArgument("tools", f"at most {MAX_TOOLS_PER_WORKER} per worker, got {count}")
 
 
 def _gone_from(request: ClientRequest, view: str) -> bool:
@@ -276,6 +317,8 @@ class TaskManager:
     async def update_status(
         self, task_id: str, message: str, *, notify: bool = True, lease_id: str = ""
     ) -> TaskRecord:
+        _check_status_message("status_message", message)
+
         def change(task: TaskRecord) -> TaskRecord:
             self._under_lease(task, lease_id)
             self._require(task, task.status, "update its status")
@@ -313,11 +356,13 @@ class TaskManager:
         )
 
     async def fail(self, task_id: str, error: str, *, notify: bool = True, lease_id: str = "") -> TaskRecord:
+        _check_status_message("error", error)
         return await self._end(
             task_id, TaskStatus.FAILED, "fail", lease_id=lease_id, status_message=error, notify=notify
         )
 
     async def cancel(self, owner: str, task_id: str, reason: str = "") -> TaskRecord:
+        _check_status_message("reason", reason)
         return await self._end(
             task_id,
             TaskStatus.CANCELLED,
@@ -336,6 +381,8 @@ class TaskManager:
         """
         if status is TaskStatus.COMPLETED:
             raise InvalidArgument("status", "use Complete, which stores the result with the status")
+        if message is not None:
+            _check_status_message("status_message", message)
 
         def change(task: TaskRecord) -> TaskRecord:
             new_status = task.status if status is None else status
@@ -589,6 +636,7 @@ class TaskManager:
         SDK's TaskStore usage). A caller-chosen `task_id` must be free.
         """
         _check_id("task_id", task_id)
+        _check_length("owner", owner, MAX_OWNER_LENGTH)
         ttl = self._ttl(ttl_ms)
         spec: ToolSpec | None = None
         if tool_name:
@@ -646,13 +694,17 @@ class TaskManager:
         max_concurrent_tasks: int = 1,
     ) -> WorkerRecord:
         _check_id("worker_id", worker_id)
+        _check_length("name", name, MAX_NAME_LENGTH)
         if max_concurrent_tasks < 0:
             raise InvalidArgument("max_concurrent_tasks", "must not be negative")
+        check_tool_count(len(tools))
         names = [t.name for t in tools]
+        declared = collections.Counter(names)
         for index, tool in enumerate(tools):
             if not tool.name:
                 raise InvalidArgument(f"tools[{index}].name", "must not be empty")
-            if names.count(tool.name) > 1:
+            _check_length(f"tools[{index}].name", tool.name, MAX_NAME_LENGTH)
+            if declared[tool.name] > 1:
                 raise InvalidArgument(f"tools[{index}].name", f"{tool.name!r} is declared twice")
         worker = WorkerRecord(
             worker_id=worker_id or new_id(),

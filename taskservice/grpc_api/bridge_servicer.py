@@ -129,7 +129,7 @@ class BridgeServicer(bridge_service_pb2_grpc.BridgeServiceServicer):
                 required("" if answer is None else "error", "result or error")
                 error = mcp_payloads.client_error(
                     request.error.code,
-                    request.error.message,
+                    self.payloads.text(request.error.message, "error.message"),
                     self.payloads.value(request.error.data, "error.data")
                     if request.error.HasField("data")
                     else None,

@@ -13,6 +13,7 @@ from taskservice_client._proto.mcptasks.v1 import task_pb2
 
 from taskservice.domain.errors import InvalidArgument, PayloadTooLarge
 from taskservice.domain.model import ClientRequest, JsonObject, TaskRecord, TaskStatus, TaskSupport, ToolSpec
+from taskservice.domain.service import check_text_size
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -78,8 +79,21 @@ def value(data: Any) -> struct_pb2.Value:
     return message
 
 
+MAX_PAYLOAD_DEPTH = 24
+"""How deep a JSON payload may nest: objects and arrays within one another, the payload itself
+counting as the first level.
+
+protobuf decoders give up past 100 levels of nested messages (upb's and C++'s default,
+Java's too), and a Struct costs three of them a level (Struct, map entry, Value; an array
+two: ListValue, Value), its leaves two more. The deepest a payload goes out is as a sampling
+message or tool inside a question's params, in a PendingRequest inside a response: seven
+levels down (response, PendingRequest, params, entry, Value, ListValue, Value). So a payload
+of this depth ends at most 7 + 3 * 23 + 2 = 78 levels down, and every message that carries
+one decodes with 22 levels to spare."""
+
+
 class PayloadReader:
-    """Reads JSON payloads out of a request, enforcing the per-payload size limit."""
+    """Reads JSON payloads out of a request, enforcing the per-payload size and depth limits."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -117,22 +131,53 @@ class PayloadReader:
         number: float = _json(getattr(request, field), field)
         return number
 
+    def text(self, value: str, field: str) -> str:
+        """A string field that goes out as (part of) a payload, held to the same limit."""
+        check_text_size(field, value, self.max_bytes)
+        return value
 
-def _non_finite(data: Any) -> bool:
+    def together(self, request: Any, field: str) -> None:
+        """A repeated field's items (a worker's tools), held to the limit together: they go out
+        in one message (ListTools, WatchTools)."""
+        size = sum(int(item.ByteSize()) for item in getattr(request, field))
+        if size > self.max_bytes:
+            raise PayloadTooLarge(field, size, self.max_bytes)
+
+    def params(self, request: Any, params: JsonObject) -> JsonObject:
+        """A question's params, built from all of `request`'s fields: they go to the client as one
+        payload (PendingRequest.params), so they are held to the limit as a whole too."""
+        # Params take at most about twice the bytes of the fields they are made of (a Value around
+        # each item, MCP's key names): a question well under the limit needs no Struct to measure.
+        if 2 * int(request.ByteSize()) + 1024 > self.max_bytes:
+            size = int(struct(params).ByteSize())
+            if size > self.max_bytes:
+                raise PayloadTooLarge("params", size, self.max_bytes)
+        return params
+
+
+def _check(data: Any, field: str, depth: int) -> None:
     if isinstance(data, float):
-        return not math.isfinite(data)
-    if isinstance(data, dict):
-        return any(_non_finite(item) for item in data.values())
-    if isinstance(data, list):
-        return any(_non_finite(item) for item in data)
-    return False
+        if not math.isfinite(data):
+            raise InvalidArgument(field, "holds NaN or an infinity, which JSON cannot carry")
+    elif isinstance(data, dict | list):
+        if depth > MAX_PAYLOAD_DEPTH:
+            raise InvalidArgument(
+                field, f"nests deeper than {MAX_PAYLOAD_DEPTH} levels of objects and arrays"
+            )
+        for item in data.values() if isinstance(data, dict) else data:
+            _check(item, field, depth + 1)
+
+
+def check_payload(data: Any, field: str) -> None:
+    """InvalidArgument naming `field` unless `data` fits every message that carries it: JSON, and
+    so MCP and the stores' bodies, has no NaN or infinity (a Struct's numbers are doubles, which
+    can be), and it nests at most MAX_PAYLOAD_DEPTH levels."""
+    _check(data, field, 1)
 
 
 def _json(data: T, field: str) -> T:
-    """`data` when JSON can carry it. A Struct's numbers are doubles, which can be NaN or an
-    infinity; JSON (and so MCP, and the stores' bodies) has neither: refused, naming the field."""
-    if _non_finite(data):
-        raise InvalidArgument(field, "holds NaN or an infinity, which JSON cannot carry")
+    """`data`, checked by check_payload."""
+    check_payload(data, field)
     return data
 
 

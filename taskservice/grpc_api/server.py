@@ -26,6 +26,7 @@ from taskservice.domain.errors import StoreUnavailable
 from taskservice.domain.service import TaskManager
 from taskservice.grpc_api.auth import BRIDGE, WORKER, ServerTLS, TokenInterceptor, Tokens
 from taskservice.grpc_api.bridge_servicer import BridgeServicer
+from taskservice.grpc_api.errors import Decoding
 from taskservice.grpc_api.local import LocalStub
 from taskservice.grpc_api.streams import StreamRegistry
 from taskservice.grpc_api.task_servicer import TaskServicer
@@ -68,7 +69,7 @@ def server_options(max_payload_bytes: int) -> list[tuple[str, int]]:
 
 class GenericHandlersOnly:
     """A grpc.aio server as the generated `add_*Servicer_to_server` functions use it, taking
-    their generic handlers and not their registered-method ones.
+    their generic handlers (each wrapped by `Decoding`) and not their registered-method ones.
 
     The generated code (grpcio-tools 1.63 and later) gives each method to the server twice:
     as a generic handler, and as a registered method that gRPC's core matches itself.
@@ -81,7 +82,8 @@ class GenericHandlersOnly:
         self._server = server
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]]) -> None:
-        self._server.add_generic_rpc_handlers(handlers)
+        # Each answering a request protobuf cannot decode with INVALID_ARGUMENT (see `Decoding`).
+        self._server.add_generic_rpc_handlers([Decoding(handler) for handler in handlers])
 
     def add_registered_method_handlers(
         self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]

@@ -14,7 +14,7 @@ from taskservice_client._proto.mcptasks.v1 import task_pb2, task_service_pb2, ta
 from taskservice import mcp_payloads
 from taskservice.domain.errors import InvalidArgument
 from taskservice.domain.model import JsonObject, ToolSpec
-from taskservice.domain.service import TaskManager, check_ttl
+from taskservice.domain.service import TaskManager, check_tool_count, check_ttl
 from taskservice.grpc_api.convert import (
     STATUS_FROM_PROTO,
     SUPPORT_FROM_PROTO,
@@ -192,7 +192,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             if request_id and task.find_request(request_id) is not None:
                 task, pending = await self.manager.ask(task_id, method, {}, request_id, lease_id=lease_id)
             else:
-                built = params()
+                built = self.payloads.params(question, params())
                 caps = task.client_capabilities
                 refusal = None if caps is None else mcp_payloads.refused_by_client(method, built, caps)
                 if refusal is not None:
@@ -332,6 +332,8 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self, request: pb.RegisterWorkerRequest, context: Context
     ) -> pb.RegisterWorkerResponse:
         async with grpc_errors(context):
+            check_tool_count(len(request.tools))
+            self.payloads.together(request, "tools")
             tools = [self._tool(tool, index) for index, tool in enumerate(request.tools)]
             worker = await self.manager.register_worker(
                 tools,

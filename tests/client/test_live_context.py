@@ -15,6 +15,7 @@ from taskservice_client._convert import dict_to_struct, struct_to_dict
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2 as bpb
 from taskservice_client._proto.mcptasks.v1 import task_pb2
 
+from taskservice.domain.service import MAX_STATUS_MESSAGE_BYTES
 from taskservice.testing import RunningService
 
 from .conftest import ELICIT_SCHEMA, WAIT, Bridge, make_worker, running
@@ -93,16 +94,23 @@ async def test_fail_and_exceptions_fail_the_task(service: RunningService, bridge
     async def bad_return(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> Any:
         return 42
 
+    @worker.tool()
+    async def raising_at_length(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        # Longer than the service keeps: cut, and the task still fails.
+        raise RuntimeError("é" * 5000)
+
     async with running(worker):
         ids = [
             await bridge.create("explicit"),
             await bridge.create("raising", {"n": 42}),
             await bridge.create("bad_return"),
+            await bridge.create("raising_at_length"),
         ]
         outcomes = [await bridge.outcome(task_id) for task_id in ids]
-    assert [task.status for task, _ in outcomes] == [task_pb2.TASK_STATUS_FAILED] * 3
+    assert [task.status for task, _ in outcomes] == [task_pb2.TASK_STATUS_FAILED] * 4
     assert [task.status_message for task, _ in outcomes][:2] == ["could not do it", "boom 42"]
     assert "must return" in outcomes[2][0].status_message
+    assert outcomes[3][0].status_message == "é" * (MAX_STATUS_MESSAGE_BYTES // 2 - 2) + "..."
     assert all(result is None for _, result in outcomes)
 
 

@@ -674,6 +674,14 @@ def json_of(result: types.CallToolResult) -> Any:
     return json.loads(text_of(result))
 
 
+def nested(levels: int) -> Any:
+    """A string inside `levels` objects: {"a": {"a": ... "end"}}."""
+    data: Any = "end"
+    for _ in range(levels):
+        data = {"a": data}
+    return data
+
+
 @contextlib.contextmanager
 def raises_mcp_error(code: int, *, match: str | None = None) -> Iterator[pytest.ExceptionInfo[McpError]]:
     """A JSON-RPC error with this code (McpError), not a result."""

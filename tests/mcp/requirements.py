@@ -49,6 +49,11 @@ REQUIREMENTS: dict[str, str] = {
         "notifications/cancelled for a tools/call made without a task stops the work: the worker's tool"
         " is cancelled (nobody could read its result any more)."
     ),
+    "design:payloads-nest-a-bounded-depth": (
+        "JSON a client sends (tools/call arguments, an answer) that nests deeper than the service takes"
+        " is a JSON-RPC -32602 error (the answer: an error for the worker) that says so, with no"
+        " protobuf internals; nothing is created."
+    ),
     "design:tool-without-worker-is-a-clear-error": (
         "Calling a tool no connected worker serves is a JSON-RPC error that names the tool and says why."
     ),

@@ -9,6 +9,8 @@ from mcp import types
 from mcp.client.session import ClientSession
 from mcp.shared.context import RequestContext
 
+from taskservice.grpc_api.convert import MAX_PAYLOAD_DEPTH
+
 from .conftest import (
     RELATED_TASK,
     WAIT,
@@ -18,6 +20,7 @@ from .conftest import (
     gate_name,
     http_client,
     json_of,
+    nested,
     text_of,
 )
 from .requirements import TASKS, requirement
@@ -252,3 +255,19 @@ async def test_an_invalid_answer_reaches_the_worker_as_an_error(mcp: Connector) 
         reported = json_of(await client.result(task_id))
     assert reported["error"]["code"] == types.INVALID_PARAMS
     assert reported["error"]["message"].startswith("The client's answer to elicitation/create is not valid")
+
+
+@requirement("design:client-answers-reach-the-worker", "design:payloads-nest-a-bounded-depth")
+async def test_an_answer_nested_too_deep_reaches_the_worker_as_an_error(mcp: Connector) -> None:
+    async def too_deep(context: Context, params: types.ElicitRequestParams) -> Any:
+        answer = {"action": "accept", "content": {"ok": True}, "_meta": nested(40)}
+        return types.ElicitResult.model_validate(answer)
+
+    async with mcp.connect(elicitation=too_deep) as client:
+        task_id = (await client.call_as_task("ask_once")).task.taskId
+        reported = json_of(await client.result(task_id))
+    assert reported["error"] == {
+        "code": types.INVALID_PARAMS,
+        "message": "The client's answer to elicitation/create is not valid: result: nests deeper than"
+        f" {MAX_PAYLOAD_DEPTH} levels of objects and arrays",
+    }

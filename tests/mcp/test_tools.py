@@ -7,7 +7,19 @@ import functools
 import anyio
 from mcp import types
 
-from .conftest import WAIT, Client, Connector, Stack, all_task_ids, gate_name, raises_mcp_error, text_of
+from taskservice.grpc_api.convert import MAX_PAYLOAD_DEPTH
+
+from .conftest import (
+    WAIT,
+    Client,
+    Connector,
+    Stack,
+    all_task_ids,
+    gate_name,
+    nested,
+    raises_mcp_error,
+    text_of,
+)
 from .requirements import TASKS, requirement
 
 
@@ -83,6 +95,23 @@ async def test_tool_without_worker_is_a_clear_error(mcp: Connector) -> None:
             await client.session.call_tool("no_such_tool", {})
         with raises_mcp_error(types.INVALID_PARAMS, match=r"'no_such_tool'.*no connected worker"):
             await client.call_as_task("no_such_tool", {})
+
+
+@requirement("design:payloads-nest-a-bounded-depth")
+async def test_arguments_nested_too_deep_are_invalid_params(mcp: Connector) -> None:
+    too_deep = rf"^tools/call: arguments: nests deeper than {MAX_PAYLOAD_DEPTH} levels of objects and arrays$"
+    async with mcp.connect() as client:
+        before = await all_task_ids(client)
+        # One level over the limit; and past protobuf's own decoding limit (about 33 levels).
+        for levels in (MAX_PAYLOAD_DEPTH, 40):
+            arguments = {"text": "hi", "deep": nested(levels)}
+            with raises_mcp_error(types.INVALID_PARAMS, match=too_deep):
+                await client.session.call_tool("echo", arguments)
+            with raises_mcp_error(types.INVALID_PARAMS, match=too_deep):
+                await client.call_as_task("echo", arguments)
+        assert await all_task_ids(client) == before
+        deepest = {"text": "hi", "deep": nested(MAX_PAYLOAD_DEPTH - 1)}
+        assert text_of(await client.session.call_tool("echo", deepest)) == "echo: hi"
 
 
 @requirement("spec:2025-11-25/server/tools#list-changed-notification")

@@ -8,6 +8,19 @@ import { callToolResult, fromStruct, isTerminal, TASK_SUPPORT_TO_PROTO, toStruct
 import { RETRYABLE, TaskServiceError, TaskServiceUnavailable, translate } from "./errors.js";
 
 const SHUTTING_DOWN = "the worker is shutting down";
+
+// The longest status message the service keeps (UTF-8). The message a tool's error fails its task
+// with is cut to it: the service refuses a longer one, and the task would not fail.
+const FAILURE_MESSAGE_BYTES = 4096;
+
+/** `text` cut to FAILURE_MESSAGE_BYTES of UTF-8 (at a character's end), "..." marking the cut. */
+function failureMessage(text) {
+  const bytes = Buffer.from(text, "utf8");
+  if (bytes.length <= FAILURE_MESSAGE_BYTES) return text;
+  let end = FAILURE_MESSAGE_BYTES - 3;
+  while (end > 0 && (bytes[end] & 0xc0) === 0x80) end--; // not inside a character
+  return `${bytes.subarray(0, end).toString("utf8")}...`;
+}
 const LEVELS = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
 function defaultLogger() {
@@ -486,7 +499,7 @@ export class Worker {
         try {
           result = callToolResult(outcome.returned, { structured: entry.tool.definition.outputSchema != null });
         } catch (error) {
-          await ctx.fail(error.message);
+          await ctx.fail(failureMessage(error.message));
           return;
         }
         await ctx.complete(result);
@@ -494,7 +507,7 @@ export class Worker {
         const raised = outcome.raised;
         this.log.info(`task ${entry.taskId} failed: ${raised?.stack ?? raised}`);
         const message = raised instanceof Error ? raised.message || raised.name : String(raised ?? "");
-        await ctx.fail(message || "the tool failed");
+        await ctx.fail(failureMessage(message || "the tool failed"));
       }
     } catch (error) {
       // Cancelled (or lost) meanwhile: the task's state is final already.

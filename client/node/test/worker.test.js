@@ -61,6 +61,10 @@ describe("Worker", { skip: skipWithoutService, timeout: 60_000 }, () => {
       throw new Error("the disk is full");
     });
 
+    worker.tool({ name: "explode_at_length", taskSupport: "required" }, async () => {
+      throw new Error("é".repeat(5000)); // longer than the service keeps
+    });
+
     worker.tool({ name: "structured", outputSchema: { type: "object" } }, async () => ({ answer: 42 }));
 
     worker.tool({ name: "waiter", taskSupport: "required" }, async (ctx) => {
@@ -146,6 +150,13 @@ describe("Worker", { skip: skipWithoutService, timeout: 60_000 }, () => {
     assert.equal(events.outcome.task.status, "failed");
     assert.equal(events.outcome.task.statusMessage, "the disk is full");
     assert.equal(events.outcome.result, null);
+  });
+
+  test("a thrown error's long message is cut to what the service keeps, and the task fails", async () => {
+    const task = await bridge.createTask("explode_at_length");
+    const events = await bridge.run(task.task_id);
+    assert.equal(events.outcome.task.status, "failed");
+    assert.equal(events.outcome.task.statusMessage, `${"é".repeat(2046)}...`);
   });
 
   test("a returned object is JSON text and, with an output schema, structured content", async () => {

@@ -76,6 +76,16 @@ def struct_to_dict(struct: struct_pb2.Struct) -> JsonObject:
     return {key: value_to_python(fields[key]) for key in fields}
 
 
+def clip_utf8(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` bytes of UTF-8 (at a character's end), "..." marking the cut."""
+    if len(text) * 4 <= limit:  # a character is at most 4 bytes
+        return text
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
 def _json_safe(data: Any) -> Any:
     """Round-trip through JSON so that tuples, enums of str and the like become plain JSON."""
     return json.loads(json.dumps(data))

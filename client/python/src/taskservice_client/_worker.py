@@ -23,6 +23,7 @@ from taskservice_client._context import RemoteTaskContext
 from taskservice_client._convert import (
     TASK_SUPPORT_TO_PROTO,
     call_tool_result,
+    clip_utf8,
     dict_to_struct,
     dump_model,
     is_terminal,
@@ -37,6 +38,10 @@ log = logging.getLogger("taskservice_client")
 pb = task_service_pb2
 
 _SHUTTING_DOWN = "the worker is shutting down"
+
+FAILURE_MESSAGE_BYTES = 4096
+"""The longest status message the service keeps (UTF-8). The message a tool's exception fails its
+task with is cut to it (`clip_utf8`): the service refuses a longer one, and the task would not fail."""
 
 TaskSupport = Literal["optional", "required", "forbidden"]
 ToolFunction = Callable[[RemoteTaskContext, dict[str, Any]], Awaitable[Any]]
@@ -638,13 +643,13 @@ class Worker:
                 try:
                     result = call_tool_result(outcome[1], structured=entry.tool.output_schema is not None)
                 except TypeError as error:
-                    await ctx.fail(str(error))
+                    await ctx.fail(clip_utf8(str(error), FAILURE_MESSAGE_BYTES))
                     return
                 await ctx.complete(result)
             else:
                 raised = outcome[1]
                 log.info("task %s failed: %r", entry.task_id, raised)
-                await ctx.fail(str(raised) or type(raised).__name__)
+                await ctx.fail(clip_utf8(str(raised) or type(raised).__name__, FAILURE_MESSAGE_BYTES))
         except TaskServiceError as error:
             # Cancelled (or lost) meanwhile: the task's state is final already.
             log.info("task %s: outcome not stored: %s", entry.task_id, error)
