@@ -230,3 +230,23 @@ def test_which_requests_are_answered_with_json() -> None:
     assert not answers_with_json(b'{"jsonrpc": "2.0", "id": 1, "result": {}}')
     assert not answers_with_json(b"{not json")
     assert not answers_with_json(b"")
+
+
+@requirement(STREAMABLE_HTTP)
+async def test_a_body_nested_too_deeply_to_parse_is_a_parse_error(stack: Stack) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    async with initialized(stack) as session:
+        response = await session.http.post(
+            session.url,
+            content=f'{{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {{"x": {deep}}}}}',
+            headers=session.headers(),
+        )
+        assert response.status_code == 400, response.text
+        assert response.json() == {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {"code": -32700, "message": "Parse error: the JSON is nested too deeply"},
+        }
+        # The session goes on.
+        media_type, pong = await session.request("ping")
+        assert (media_type, pong["result"]) == ("application/json", {})
