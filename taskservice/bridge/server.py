@@ -41,7 +41,7 @@ from taskservice_client._convert import dump_model, struct_to_dict, task_from_pr
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
 from taskservice import __version__
-from taskservice.bridge.auth import PRINCIPAL_KEY, owner_of
+from taskservice.bridge.auth import PRINCIPAL_KEY, owner_of, plain_call_owner
 
 log = logging.getLogger(__name__)
 
@@ -506,7 +506,7 @@ class McpBridge:
         meta = dump_model(params.meta) if params.meta else {}
         # A call without `task` runs as a task of the service too, but under an owner of its own:
         # the client never asked for a task, so tasks/list, tasks/get and tasks/cancel must not show it.
-        task_owner = owner if as_task else f"{owner}:call"
+        task_owner = owner if as_task else plain_call_owner(owner)
         create = pb.CreateTaskRequest(
             owner=task_owner, tool_name=params.name, arguments=_struct(arguments), meta=_struct(meta)
         )
