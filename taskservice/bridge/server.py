@@ -37,7 +37,7 @@ from mcp.shared.experimental.tasks.polling import poll_until_terminal
 from mcp.shared.message import ServerMessageMetadata
 from taskservice_client._channel import TLSConfig, open_channel
 from taskservice_client._client import Metadata, bearer_metadata
-from taskservice_client._convert import dump_model, struct_to_dict, task_from_proto
+from taskservice_client._convert import check_exact, dump_model, struct_to_dict, task_from_proto
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
 from taskservice import __version__
@@ -155,7 +155,11 @@ def validate_arguments(arguments: dict[str, Any], schema: dict[str, Any]) -> Non
         raise error
 
 
-def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
+def _struct(data: dict[str, Any], field: str) -> struct_pb2.Struct:
+    """MCP's JSON as a Struct. ValueError naming the path (`field`, then the keys and indexes in
+    `data`) of a value a Struct cannot carry as it is: an integer beyond ±2^53 (it would reach the
+    worker changed), or a string with a lone surrogate (see check_exact)."""
+    check_exact(data, field)
     message = struct_pb2.Struct()
     message.update(data)
     return message
@@ -208,6 +212,16 @@ def rpc_error(exc: grpc.aio.AioRpcError, what: str) -> McpError:
     if code == types.INTERNAL_ERROR:
         details = f"the task service is unavailable ({exc.code().name}: {details})"
     return McpError(types.ErrorData(code=code, message=f"{what}: {details}"))
+
+
+def text_param(what: str, name: str, value: str) -> str:
+    """A request's string parameter, which goes on as protobuf's UTF-8: -32602 naming it for one
+    with a lone surrogate (JSON's "\\ud800")."""
+    try:
+        check_exact(value, name)
+    except ValueError as exc:
+        raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=f"{what}: {exc}")) from None
+    return value
 
 
 @contextlib.contextmanager
@@ -357,7 +371,7 @@ class McpBridge:
         known = self._session_capabilities.get(session)
         if known is None:
             caps = dump_model(session.client_params.capabilities)
-            known = self._session_capabilities[session] = _struct(caps)
+            known = self._session_capabilities[session] = _struct(caps, "capabilities")
         return known
 
     def finished(self, task_id: str) -> bool:
@@ -507,12 +521,23 @@ class McpBridge:
         # A call without `task` runs as a task of the service too, but under an owner of its own:
         # the client never asked for a task, so tasks/list, tasks/get and tasks/cancel must not show it.
         task_owner = owner if as_task else plain_call_owner(owner)
-        create = pb.CreateTaskRequest(
-            owner=task_owner, tool_name=params.name, arguments=_struct(arguments), meta=_struct(meta)
-        )
+        try:
+            create = pb.CreateTaskRequest(
+                owner=task_owner,
+                tool_name=params.name,
+                arguments=_struct(arguments, "arguments"),
+                meta=_struct(meta, "_meta"),
+            )
+            capabilities = self._capabilities(session)
+        except ValueError as exc:
+            raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=f"tools/call: {exc}")) from None
         if params.task is not None and params.task.ttl is not None:
-            create.ttl_ms = params.task.ttl
-        capabilities = self._capabilities(session)
+            ttl = params.task.ttl
+            if not -(2**63) <= ttl < 2**63:  # ttl_ms is an int64; the service checks the rest
+                why = "must be positive" if ttl < 0 else "must be below 2^63"
+                message = f"tools/call: task.ttl: {why}"
+                raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=message))
+            create.ttl_ms = ttl
         if capabilities is not None:
             create.client_capabilities.CopyFrom(capabilities)
         with mcp_errors("tools/call"):
@@ -751,7 +776,7 @@ class McpBridge:
                 result = await _send(session, asked, payload, AnyResult)
             else:
                 result = await _send(session, asked, request, AnyResult, metadata)
-            answer.result.CopyFrom(_struct(dump_model(result)))
+            answer.result.CopyFrom(_struct(dump_model(result), "result"))
         except McpError as exc:
             answer.error.CopyFrom(task_pb2.McpError(code=exc.error.code, message=exc.error.message))
             if exc.error.data is not None:
@@ -779,7 +804,7 @@ class McpBridge:
 
     async def _task_result(self, request: types.GetTaskPayloadRequest) -> types.ServerResult:
         session, owner = self._owner()
-        task_id = request.params.taskId
+        task_id = text_param("tasks/result", "taskId", request.params.taskId)
         outcome = await self._run_to_outcome(session, owner, task_id, self.server.request_context.request_id)
         await self._terminal_notified(session, task_id)
         if outcome.task.status == task_pb2.TASK_STATUS_COMPLETED and outcome.HasField("result"):
@@ -794,16 +819,17 @@ class McpBridge:
 
     async def _get_task(self, request: types.GetTaskRequest) -> types.ServerResult:
         _, owner = self._owner()
+        task_id = text_param("tasks/get", "taskId", request.params.taskId)
         with mcp_errors("tasks/get"):
-            found = await self.service.LookupTask(
-                pb.LookupTaskRequest(owner=owner, task_id=request.params.taskId)
-            )
+            found = await self.service.LookupTask(pb.LookupTaskRequest(owner=owner, task_id=task_id))
         self._saw(found.task)
         return types.ServerResult(task_as(types.GetTaskResult, found.task))
 
     async def _list_tasks(self, request: types.ListTasksRequest) -> types.ServerResult:
         _, owner = self._owner()
         cursor = request.params.cursor if request.params else None
+        if cursor:
+            text_param("tasks/list", "cursor", cursor)
         with mcp_errors("tasks/list"):
             page = await self.service.ListTasks(pb.ListTasksRequest(owner=owner, page_token=cursor or ""))
         return types.ServerResult(
@@ -814,9 +840,8 @@ class McpBridge:
 
     async def _cancel_task(self, request: types.CancelTaskRequest) -> types.ServerResult:
         _, owner = self._owner()
+        task_id = text_param("tasks/cancel", "taskId", request.params.taskId)
         with mcp_errors("tasks/cancel"):
-            cancelled = await self.service.CancelTask(
-                pb.CancelTaskRequest(owner=owner, task_id=request.params.taskId)
-            )
+            cancelled = await self.service.CancelTask(pb.CancelTaskRequest(owner=owner, task_id=task_id))
         self._saw(cancelled.task)
         return types.ServerResult(task_as(types.CancelTaskResult, cancelled.task))

@@ -106,6 +106,40 @@ async def test_fail_and_exceptions_fail_the_task(service: RunningService, bridge
     assert all(result is None for _, result in outcomes)
 
 
+async def test_a_result_the_wire_would_change_fails_the_task_naming_it(
+    service: RunningService, bridge: Bridge
+) -> None:
+    """A Struct's numbers are doubles: 2^53 + 1 would arrive as 2^53, so it does not go at all."""
+    worker = make_worker(service.target)
+
+    @worker.tool(output_schema={"type": "object"})
+    async def too_big(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"ids": [1, 2**53 + 1]}
+
+    @worker.tool()
+    async def completes_itself(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        result = types.CallToolResult(content=[], structuredContent={"n": 10**20})
+        try:
+            await ctx.complete(result)
+        except ValueError as error:
+            return f"refused: {error}"
+        return "sent"
+
+    async with running(worker):
+        failed, _ = await bridge.outcome(await bridge.create("too_big"))
+        _, refused = await bridge.outcome(await bridge.create("completes_itself"))
+    assert failed.status == task_pb2.TASK_STATUS_FAILED
+    assert failed.status_message == (
+        "result.structuredContent.ids[1] is 9007199254740993, beyond ±2^53:"
+        " numbers travel as doubles, which would change it"
+    )
+    assert refused is not None
+    assert text_of(refused) == (
+        "refused: result.structuredContent.n is 100000000000000000000, beyond ±2^53:"
+        " numbers travel as doubles, which would change it"
+    )
+
+
 async def test_elicit(service: RunningService, bridge: Bridge) -> None:
     worker = make_worker(service.target)
     seen: dict[str, Any] = {}

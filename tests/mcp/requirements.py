@@ -104,6 +104,11 @@ REQUIREMENTS: dict[str, str] = {
         "The client's answers reach the waiting worker, and an error the client answers with (ErrorData)"
         " reaches it as the SDK's McpError with that code and message."
     ),
+    "design:params-are-not-changed": (
+        "A parameter the service cannot carry as it is (an integer argument beyond ±2^53, a task.ttl"
+        " beyond 64 bits, a lone surrogate in a taskId, a cursor or an argument) is a -32602 error naming"
+        " it; an argument within ±2^53 reaches the worker exactly."
+    ),
     "design:failed-task-result-is-a-call-tool-result": (
         "A failed task's tasks/result is a valid CallToolResult with isError true carrying the error text"
         " (mcp 1.30's default answers something else)."

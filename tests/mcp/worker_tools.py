@@ -177,6 +177,11 @@ async def ask_once(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> dict[st
     return {"action": answer.action, "content": answer.content}
 
 
+@worker.tool(description="Answers with the arguments it was given, as the worker got them.")
+async def echo_arguments(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"arguments": arguments}
+
+
 @worker.tool(
     description=(
         "Elicits (as a task the client runs, with as_task); stops waiting once gate <gate> opens,"

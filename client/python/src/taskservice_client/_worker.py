@@ -640,7 +640,12 @@ class Worker:
                 except TypeError as error:
                     await ctx.fail(str(error))
                     return
-                await ctx.complete(result)
+                try:
+                    await ctx.complete(result)
+                except TaskServiceError:
+                    raise
+                except ValueError as error:  # the result cannot travel as it is (dict_to_struct)
+                    await ctx.fail(str(error))
             else:
                 raised = outcome[1]
                 log.info("task %s failed: %r", entry.task_id, raised)
