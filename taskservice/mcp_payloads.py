@@ -45,12 +45,19 @@ def parse(model: type[M], data: Any, field: str, *, names: Mapping[str, str] | N
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        loc = [str(part) for part in first["loc"]]
-        if names and loc:
-            loc[0] = names.get(loc[0], loc[0])
-        where = ".".join(part for part in (field, *loc) if part) or model.__name__
-        raise InvalidArgument(where, f"{first['msg']} (not a valid MCP {model.__name__})") from exc
+        raise not_valid(exc, model.__name__, field, names=names) from exc
+
+
+def not_valid(
+    exc: pydantic.ValidationError, model: str, field: str, *, names: Mapping[str, str] | None = None
+) -> InvalidArgument:
+    """pydantic's first complaint about data for MCP model `model`, naming the field (see parse)."""
+    first = exc.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    if names and loc:
+        loc[0] = names.get(loc[0], loc[0])
+    where = ".".join(part for part in (field, *loc) if part) or model
+    return InvalidArgument(where, f"{first['msg']} (not a valid MCP {model})")
 
 
 def call_tool_result(data: JsonObject, field: str = "result") -> JsonObject:

@@ -192,6 +192,35 @@ async def bridge_with_questions(
             yield url, started, release
 
 
+@pytest.mark.parametrize("in_process", [True, False], ids=["in-process", "over-grpc"])
+async def test_a_question_held_when_the_session_ends_is_asked_again_in_the_next(in_process: bool) -> None:
+    """mcp's client sends DELETE as it leaves: the SDK then fails the bridge's pending question with
+    a CONNECTION_CLOSED error of its own, which is no answer of the client's."""
+    asked = asyncio.Event()
+
+    async def hold(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async with bridge_with_questions(dict(TOKENS), in_process=in_process) as (url, _, _):
+        async with mcp_client(url, wait=WAIT, token=TOKENS["alice"], elicitation=hold) as first:
+            with anyio.fail_after(WAIT):
+                created = await first.experimental.call_tool_as_task("ask_name", {})
+            task_id = created.task.taskId
+            async with anyio.create_task_group() as group:
+                group.start_soon(first.experimental.get_task_result, task_id, types.CallToolResult)
+                with anyio.fail_after(WAIT):
+                    await asked.wait()
+                group.cancel_scope.cancel()
+        # The session is gone (deleted), the question unanswered: the next session gets it.
+        async with mcp_client(url, wait=WAIT, token=TOKENS["alice"]) as again:
+            with anyio.fail_after(WAIT):
+                assert (await again.experimental.get_task(task_id)).status == "input_required"
+                result = await again.experimental.get_task_result(task_id, types.CallToolResult)
+    assert result.content == [types.TextContent(type="text", text="accept: {'name': 'Grace'}")]
+
+
 async def test_a_principal_named_like_a_plain_call_owner_does_not_see_those_calls() -> None:
     """A plain tools/call runs as a task of an owner of its own, which no principal's name gives."""
     tokens = {"alice": "alice-token-1", "alice:call": "alice-call-token-3"}
