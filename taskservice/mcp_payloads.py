@@ -68,18 +68,16 @@ def _first_error(errors: list[Any]) -> tuple[tuple[int | str, ...], str]:
     return tuple(errors[0]["loc"]), str(errors[0]["msg"])
 
 
-def _invalid(
-    model: type[pydantic.BaseModel],
-    exc: pydantic.ValidationError,
-    field: str,
-    names: Mapping[str, str] | None = None,
+def not_valid(
+    exc: pydantic.ValidationError, model: str, field: str, *, names: Mapping[str, str] | None = None
 ) -> InvalidArgument:
+    """pydantic's first complaint about data for MCP model `model`, naming the field (see parse)."""
     found, message = _first_error(exc.errors())
     loc = [str(part) for part in found]
     if names and loc:
         loc[0] = names.get(loc[0], loc[0])
-    where = ".".join(part for part in (field, *loc) if part) or model.__name__
-    return InvalidArgument(where, f"{message} (not a valid MCP {model.__name__})")
+    where = ".".join(part for part in (field, *loc) if part) or model
+    return InvalidArgument(where, f"{message} (not a valid MCP {model})")
 
 
 def parse(
@@ -95,7 +93,7 @@ def parse(
     try:
         return model.model_validate(data, strict=strict)
     except pydantic.ValidationError as exc:
-        raise _invalid(model, exc, field, names) from exc
+        raise not_valid(exc, model.__name__, field, names=names) from exc
 
 
 def stored(model: type[M], data: Any, field: str) -> M:
@@ -104,7 +102,7 @@ def stored(model: type[M], data: Any, field: str) -> M:
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        invalid = _invalid(model, exc, field)
+        invalid = not_valid(exc, model.__name__, field)
         raise StoredDataInvalid(invalid.field, invalid.description) from exc
 
 

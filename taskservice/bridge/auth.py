@@ -80,3 +80,11 @@ class ClientTokens:
 def owner_of(principal: str) -> str:
     """The owner a principal's tasks are stored under (a session's are `session:...`)."""
     return f"principal:{principal}"
+
+
+def plain_call_owner(owner: str) -> str:
+    """The owner of the tasks a client's plain tools/call (one without `task`) runs as, the client
+    being `owner`: the client never asked for a task, so its tasks/list, tasks/get and tasks/cancel
+    do not see them. No principal name (NAME) and no session id holds a '/', so this is no
+    client's owner ("alice:call" is a principal name, "principal:alice/call" nobody's)."""
+    return f"{owner}/call"

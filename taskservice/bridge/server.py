@@ -26,7 +26,8 @@ import anyio
 import grpc
 import grpc.aio
 import jsonschema
-from google.protobuf import json_format, struct_pb2
+import pydantic
+from google.protobuf import struct_pb2
 from mcp import types
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
@@ -35,16 +36,16 @@ from mcp.shared.exceptions import McpError
 from mcp.shared.experimental.tasks.helpers import RELATED_TASK_METADATA_KEY
 from mcp.shared.experimental.tasks.polling import poll_until_terminal
 from mcp.shared.message import ServerMessageMetadata
+from mcp.shared.session import RequestResponder
 from taskservice_client._channel import Backoff, RetryPolicy, TLSConfig, open_channel
 from taskservice_client._client import Metadata, bearer_metadata
-from taskservice_client._convert import dump_model, struct_to_dict, task_from_proto
+from taskservice_client._convert import check_exact, dump_model, struct_to_dict, task_from_proto
 from taskservice_client._errors import RETRYABLE
 from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_service_pb2_grpc, task_pb2
 
 from taskservice import __version__, mcp_payloads
-from taskservice.bridge.auth import PRINCIPAL_KEY, owner_of
+from taskservice.bridge.auth import PRINCIPAL_KEY, owner_of, plain_call_owner
 from taskservice.domain.errors import InvalidArgument
-from taskservice.grpc_api.convert import check_payload
 
 log = logging.getLogger(__name__)
 
@@ -102,48 +103,132 @@ class _Asked:
         """The client answered: the answer is on its way to the service."""
 
 
-class _CalledOff:
-    """A session's response router (mcp's `ResponseRouter`) for the requests the bridge called
-    off. The client may answer one still (mcp 1.30's client answers a cancelled request with an
-    error); nobody waits for that answer, which the SDK would otherwise log as an error and
-    report to the client."""
+class _Responses:
+    """A session's response router (mcp's `ResponseRouter`), installed as the session starts
+    (`BridgeServer.session_started`). mcp 1.30's session hands it every response the client
+    sends, before the request waiting for it gets it:
 
-    def __init__(self) -> None:
-        self._ids: dict[types.RequestId, None] = {}
+    - an answer to a request the bridge called off is taken quietly: the client may answer one
+      still (mcp 1.30's client answers a cancelled request with an error), and nobody waits for it;
+    - a response to an id the session does not wait for (never sent, or no longer waited for) is
+      taken with one short line at info: the SDK would log the whole message at error, however
+      large, and send the client an "Internal Server Error" notifications/message;
+    - an error answer to a request of `_send` is noted, so that `_send` tells the client's error
+      from the one the SDK makes up when the session closes (see `closed_on`).
+
+    `waiting` is the session's own map of the requests it waits for (BaseSession's
+    `_response_streams`), read, never changed."""
+
+    def __init__(self, waiting: dict[types.RequestId, Any]) -> None:
+        self._waiting = waiting
+        self._called_off: dict[types.RequestId, None] = {}
+        self._sent: dict[types.RequestId, bool] = {}  # `_send`'s requests: did the client answer an error?
 
     def add(self, request_id: types.RequestId) -> None:
-        self._ids[request_id] = None
-        if len(self._ids) > CALLED_OFF_KEPT:  # clients that never answer (the TypeScript SDK's)
-            del self._ids[next(iter(self._ids))]
+        """A request the bridge called off: its late answer is no error."""
+        self._called_off[request_id] = None
+        if len(self._called_off) > CALLED_OFF_KEPT:  # clients that never answer (the TypeScript SDK's)
+            del self._called_off[next(iter(self._called_off))]
 
-    def _take(self, request_id: types.RequestId) -> bool:
-        if request_id not in self._ids:
-            return False
-        del self._ids[request_id]
-        return True
+    def sending(self, request_id: types.RequestId) -> None:
+        self._sent[request_id] = False
+
+    def sent(self, request_id: types.RequestId) -> None:
+        self._sent.pop(request_id, None)
+
+    def closed_on(self, request_id: types.RequestId, error: McpError) -> bool:
+        """Whether `_send`'s request got `error` because the session closed, not from the client.
+        The SDK answers every request still waiting with CONNECTION_CLOSED when the session's
+        streams close; a client may send the same code (-32000, JSON-RPC's first server error)
+        itself, but its answer comes through this router."""
+        return error.error.code == types.CONNECTION_CLOSED and not self._sent.get(request_id, False)
+
+    def _taken(self, request_id: types.RequestId) -> bool:
+        if request_id in self._called_off:
+            del self._called_off[request_id]
+            return True
+        if request_id not in self._waiting:
+            log.info("a response to request %r, which this session does not wait for: ignored", request_id)
+            return True
+        return False
 
     def route_response(self, request_id: types.RequestId, response: dict[str, Any]) -> bool:
-        return self._take(request_id)
+        return self._taken(request_id)
 
     def route_error(self, request_id: types.RequestId, error: types.ErrorData) -> bool:
-        return self._take(request_id)
+        if self._taken(request_id):
+            return True
+        if request_id in self._sent:
+            self._sent[request_id] = True
+        return False
+
+
+class _SessionClosed(Exception):
+    """The session closed while `_send`'s request waited for the client: nobody answered it."""
+
+
+CLIENT_POLL_MIN_MS = 50
+"""The shortest wait between two `tasks/get` of a client's task that runs a question: a client may
+report a pollInterval of 0, which mcp's poll_until_terminal would take as it is."""
 
 
 async def _send(
     session: ServerSession,
+    responses: _Responses,
     asked: _Asked,
     request: types.ServerRequest,
     result_type: type[ResultT],
     metadata: ServerMessageMetadata | None = None,
 ) -> ResultT:
-    """`session.send_request`, with the request's JSON-RPC id in `asked` while the client has it."""
+    """`session.send_request`, with the request's JSON-RPC id in `asked` while the client has it.
+    _SessionClosed when the session closes before the client answers."""
     # The id send_request is about to give the request: mcp 1.30's BaseSession counts them, and
     # nothing runs in between.
-    asked.jsonrpc_id = session._request_id
+    request_id = asked.jsonrpc_id = session._request_id
+    responses.sending(request_id)
     try:
         return await session.send_request(request, result_type, metadata=metadata)
+    except McpError as exc:
+        if responses.closed_on(request_id, exc):
+            raise _SessionClosed from None
+        raise
+    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        raise _SessionClosed from None
     finally:
         asked.jsonrpc_id = None
+        responses.sent(request_id)
+
+
+@contextlib.contextmanager
+def _reply_to(what: str | None = None) -> Iterator[None]:
+    """A reply of the client's that is not the result its request wants (the SDK's pydantic
+    error) as a ValueError naming the first field that does not fit, and the request `what` when
+    it is not the question itself."""
+    try:
+        yield
+    except pydantic.ValidationError as exc:
+        why = str(mcp_payloads.not_valid(exc, exc.title, "result"))
+        raise ValueError(f"its reply to {what}: {why}" if what else why) from None
+
+
+def _not_valid(method: str, why: str) -> task_pb2.McpError:
+    """The error a worker gets for a client's answer that could not be passed on to it."""
+    return task_pb2.McpError(
+        code=types.INVALID_PARAMS, message=f"The client's answer to {method} is not valid: {why}"
+    )
+
+
+def _wire_error(error: types.ErrorData, method: str) -> task_pb2.McpError:
+    """The client's error answer as the service takes it; ValueError for what it cannot carry. An
+    empty message (valid JSON-RPC; the service wants one) gets a text saying so."""
+    if not -(2**31) <= error.code < 2**31:
+        raise ValueError("error.code does not fit in 32 bits")
+    check_exact(error.message, "error.message")
+    message = error.message or f"the client answered {method} with error {error.code} and no message"
+    wire = task_pb2.McpError(code=error.code, message=message)
+    if error.data is not None:
+        wire.data.CopyFrom(_struct({"data": error.data}, "error").fields["data"])
+    return wire
 
 
 @functools.lru_cache(maxsize=256)
@@ -163,20 +248,15 @@ def validate_arguments(arguments: dict[str, Any], schema: dict[str, Any]) -> Non
         raise error
 
 
-def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
+def _struct(data: dict[str, Any], field: str) -> struct_pb2.Struct:
+    """MCP's JSON as a Struct. ValueError naming the path (`field`, then the keys and indexes in
+    `data`) of a value a Struct cannot carry as it is: an integer beyond ±2^53 (it would reach the
+    worker changed), a string with a lone surrogate, NaN, or objects and arrays nested deeper than
+    the service takes (see check_exact)."""
+    check_exact(data, field)
     message = struct_pb2.Struct()
     message.update(data)
     return message
-
-
-def _payload(data: dict[str, Any], field: str, what: str) -> struct_pb2.Struct:
-    """A client's JSON as the Struct that carries it to the service, checked as the service checks
-    a payload (how deep it nests: protobuf decodes only so many levels): else invalid params."""
-    try:
-        check_payload(data, field)
-    except InvalidArgument as exc:
-        raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=f"{what}: {exc.message}")) from None
-    return _struct(data)
 
 
 # The wire Task as mcp.types.Task: the same conversion the worker stub uses.
@@ -240,6 +320,16 @@ def rpc_error(exc: grpc.aio.AioRpcError, what: str) -> McpError:
     return McpError(types.ErrorData(code=code, message=f"{what}: {details}"))
 
 
+def text_param(what: str, name: str, value: str) -> str:
+    """A request's string parameter, which goes on as protobuf's UTF-8: -32602 naming it for one
+    with a lone surrogate (JSON's "\\ud800")."""
+    try:
+        check_exact(value, name)
+    except ValueError as exc:
+        raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=f"{what}: {exc}")) from None
+    return value
+
+
 @contextlib.contextmanager
 def mcp_errors(what: str) -> Any:
     try:
@@ -269,7 +359,29 @@ class BridgeServer(Server[Any, Any]):
     StreamableHTTPSessionManager builds each session's options with a bare
     `create_initialization_options()`, so the default must carry it: the bridge
     does send notifications/tools/list_changed when workers come and go.
+
+    `session_started(session)` is called at each message a session hands the server, the first
+    being the client's notifications/initialized (before that, the server sends the client no
+    request): McpBridge installs the session's response router there.
     """
+
+    def __init__(
+        self, name: str, *, version: str, session_started: Callable[[ServerSession], object]
+    ) -> None:
+        super().__init__(name, version=version)
+        self.session_started = session_started
+
+    async def _handle_message(
+        self,
+        message: RequestResponder[types.ClientRequest, types.ServerResult]
+        | types.ClientNotification
+        | Exception,
+        session: ServerSession,
+        lifespan_context: Any,
+        raise_exceptions: bool = False,
+    ) -> None:
+        self.session_started(session)
+        await super()._handle_message(message, session, lifespan_context, raise_exceptions)
 
     def create_initialization_options(
         self,
@@ -327,7 +439,9 @@ class McpBridge:
                 stub = WithMetadata(stub, bearer_metadata(token))
             service = cast("bridge_service_pb2_grpc.BridgeServiceAsyncStub", stub)
         self.service = service
-        self.server: Server[Any, Any] = BridgeServer(name, version=__version__)
+        self.server: Server[Any, Any] = BridgeServer(
+            name, version=__version__, session_started=self._responses
+        )
         self._owners: weakref.WeakKeyDictionary[ServerSession, str] = weakref.WeakKeyDictionary()
         self._session_capabilities: weakref.WeakKeyDictionary[ServerSession, struct_pb2.Struct] = (
             weakref.WeakKeyDictionary()
@@ -341,12 +455,12 @@ class McpBridge:
         self._notifying: weakref.WeakKeyDictionary[ServerSession, dict[str, asyncio.Event]] = (
             weakref.WeakKeyDictionary()
         )
-        self._called_off: weakref.WeakKeyDictionary[ServerSession, _CalledOff] = weakref.WeakKeyDictionary()
         # Set once the bridge stops: requests that wait are answered `shutting_down`, nothing retries.
         self._closing = asyncio.Event()
         # The handlers waiting for a task's end (`_waits`), and those `stop_waiting` interrupted.
         self._waiting: set[asyncio.Task[Any]] = set()
         self._interrupted: set[asyncio.Task[Any]] = set()
+        self._routers: weakref.WeakKeyDictionary[ServerSession, _Responses] = weakref.WeakKeyDictionary()
         self._register_handlers()
 
     # --------------------------------------------------------------- plumbing
@@ -384,6 +498,14 @@ class McpBridge:
             self._owners[session] = owner
         return session, owner
 
+    def _responses(self, session: ServerSession) -> _Responses:
+        """The session's response router, installed as it is first needed."""
+        responses = self._routers.get(session)
+        if responses is None:
+            responses = self._routers[session] = _Responses(session._response_streams)
+            session.add_response_router(responses)
+        return responses
+
     def _capabilities(self, session: ServerSession) -> struct_pb2.Struct | None:
         """The capabilities the session's client declared, as sent with each task it creates
         (converted once per session: they do not change after initialization)."""
@@ -392,7 +514,7 @@ class McpBridge:
         known = self._session_capabilities.get(session)
         if known is None:
             caps = dump_model(session.client_params.capabilities)
-            known = self._session_capabilities[session] = _struct(caps)
+            known = self._session_capabilities[session] = _struct(caps, "capabilities")
         return known
 
     def finished(self, task_id: str) -> bool:
@@ -600,16 +722,24 @@ class McpBridge:
         meta = dump_model(params.meta) if params.meta else {}
         # A call without `task` runs as a task of the service too, but under an owner of its own:
         # the client never asked for a task, so tasks/list, tasks/get and tasks/cancel must not show it.
-        task_owner = owner if as_task else f"{owner}:call"
-        create = pb.CreateTaskRequest(
-            owner=task_owner,
-            tool_name=params.name,
-            arguments=_payload(arguments, "arguments", "tools/call"),
-            meta=_payload(meta, "_meta", "tools/call"),
-        )
+        task_owner = owner if as_task else plain_call_owner(owner)
+        try:
+            create = pb.CreateTaskRequest(
+                owner=task_owner,
+                tool_name=params.name,
+                arguments=_struct(arguments, "arguments"),
+                meta=_struct(meta, "_meta"),
+            )
+            capabilities = self._capabilities(session)
+        except ValueError as exc:
+            raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=f"tools/call: {exc}")) from None
         if params.task is not None and params.task.ttl is not None:
-            create.ttl_ms = params.task.ttl
-        capabilities = self._capabilities(session)
+            ttl = params.task.ttl
+            if not -(2**63) <= ttl < 2**63:  # ttl_ms is an int64; the service checks the rest
+                why = "must be positive" if ttl < 0 else "must be below 2^63"
+                message = f"tools/call: task.ttl: {why}"
+                raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=message))
+            create.ttl_ms = ttl
         if capabilities is not None:
             create.client_capabilities.CopyFrom(capabilities)
         with mcp_errors("tools/call"):
@@ -831,11 +961,7 @@ class McpBridge:
         if asked.client_task is not None:
             self._spawn(self._cancel_client_task(session, asked.client_task), "bridge-cancel-client-task")
         if asked.jsonrpc_id is not None:
-            called_off = self._called_off.get(session)
-            if called_off is None:
-                called_off = self._called_off[session] = _CalledOff()
-                session.add_response_router(called_off)
-            called_off.add(asked.jsonrpc_id)
+            self._responses(session).add(asked.jsonrpc_id)
             cancelled = types.CancelledNotification(
                 params=types.CancelledNotificationParams(
                     requestId=asked.jsonrpc_id, reason="The task no longer waits for this request."
@@ -870,63 +996,107 @@ class McpBridge:
     ) -> None:
         """Send one queued request to the client and store its answer (or error) in the service,
         as the answer of the event stream `view`. `asked` follows the request at the client, for
-        `_call_off`."""
-        params = struct_to_dict(pending.params)
-        metadata = ServerMessageMetadata(related_request_id=related_request_id)
+        `_call_off`.
+
+        Whatever the client answers, the worker gets an answer: the client's, or an error saying
+        why that could not be passed on. When the session closes first, nothing is answered: the
+        request stays pending, and the client's next tasks/result puts it again. Nothing but a
+        cancellation leaves this coroutine, which runs in tasks/result's task group."""
         answer = pb.AnswerRequestRequest(
             owner=owner, task_id=pending.task_id, request_id=pending.request_id, view_id=view
         )
         try:
-            if pending.method == "elicitation/create":
-                request = types.ServerRequest(types.ElicitRequest.model_validate({"params": params}))
+            try:
+                result = await self._ask(session, pending, related_request_id, asked)
+            except McpError as exc:
+                answer.error.CopyFrom(_wire_error(exc.error, pending.method))
             else:
-                request = types.ServerRequest(types.CreateMessageRequest.model_validate({"params": params}))
-            if "task" in params:
-                # The client runs it as its own task: wait for that task, then fetch its result.
-                created = await _send(session, asked, request, types.CreateTaskResult, metadata)
-                client_task = asked.client_task = created.task.taskId
-
-                async def get_task(task_id: str) -> types.GetTaskResult:
-                    query = types.GetTaskRequest(params=types.GetTaskRequestParams(taskId=task_id))
-                    return await _send(session, asked, types.ServerRequest(query), types.GetTaskResult)
-
-                async for _ in poll_until_terminal(get_task, client_task):
-                    pass
-                asked.client_task = None  # ended: nothing to cancel
-                fetch = types.GetTaskPayloadRequestParams(taskId=client_task)
-                payload = types.ServerRequest(types.GetTaskPayloadRequest(params=fetch))
-                result = await _send(session, asked, payload, AnyResult)
-            else:
-                result = await _send(session, asked, request, AnyResult, metadata)
-            invalid = f"The client's answer to {pending.method} is not valid"
-            answer.result.CopyFrom(_payload(dump_model(result), "result", invalid))
-        except McpError as exc:
-            answer.error.CopyFrom(task_pb2.McpError(code=exc.error.code, message=exc.error.message))
-            if exc.error.data is not None:
-                json_format.ParseDict(exc.error.data, answer.error.data)
-        asked.answered = True
-        try:
-            await self._store_answer(answer)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT or not answer.HasField("result"):
-                # Another waiter answered first, the task ended meanwhile, or the request was
-                # withdrawn (its worker lost the task): nothing to do.
-                log.info("answer to request %s not stored: %s", pending.request_id, exc.details())
-                return
-            # The client's answer does not fit the request (the service checks it against MCP's
-            # models). Tell the worker so, instead of leaving it waiting for an answer that never comes.
+                answer.result.CopyFrom(_struct(dump_model(result), "result"))
+        except _SessionClosed:
+            log.info("request %s stays pending: the client's session closed", pending.request_id)
+            return
+        except ValueError as exc:  # an answer the service could not take as it is
+            answer.error.CopyFrom(_not_valid(pending.method, str(exc)))
+        except Exception as exc:
+            log.exception("the client's answer to request %s not passed on", pending.request_id)
             answer.error.CopyFrom(
                 task_pb2.McpError(
-                    code=types.INVALID_PARAMS,
-                    message=f"The client's answer to {pending.method} is not valid: {exc.details()}",
+                    code=types.INTERNAL_ERROR,
+                    message=f"The bridge could not pass on the client's answer to {pending.method}: {exc!r}",
                 )
             )
-            try:
-                await self._store_answer(answer)
-            except grpc.aio.AioRpcError as again:
-                log.info("answer to request %s not stored: %s", pending.request_id, again.details())
+        asked.answered = True
+        if asked.client_task is not None:  # a client's task whose poll failed: of no use any more
+            self._spawn(self._cancel_client_task(session, asked.client_task), "bridge-cancel-client-task")
+            asked.client_task = None
+        try:
+            await self._store_answer(answer, pending.method)
+        except Exception:
+            log.exception("the answer to request %s not stored", pending.request_id)
 
-    async def _store_answer(self, answer: pb.AnswerRequestRequest) -> None:
+    async def _ask(
+        self,
+        session: ServerSession,
+        pending: task_pb2.PendingRequest,
+        related_request_id: types.RequestId,
+        asked: _Asked,
+    ) -> types.Result:
+        """The client's answer to a queued request. McpError: the client answered an error;
+        ValueError: a reply that is not what was asked for, saying which; _SessionClosed."""
+        responses = self._responses(session)
+        params = struct_to_dict(pending.params)
+        metadata = ServerMessageMetadata(related_request_id=related_request_id)
+        if pending.method == "elicitation/create":
+            request = types.ServerRequest(types.ElicitRequest.model_validate({"params": params}))
+        else:
+            request = types.ServerRequest(types.CreateMessageRequest.model_validate({"params": params}))
+        if "task" not in params:
+            with _reply_to():
+                return await _send(session, responses, asked, request, AnyResult, metadata)
+        # The client runs it as its own task: wait for that task, then fetch its result.
+        with _reply_to():
+            created = await _send(session, responses, asked, request, types.CreateTaskResult, metadata)
+        client_task = asked.client_task = created.task.taskId
+
+        async def get_task(task_id: str) -> types.GetTaskResult:
+            which = types.GetTaskRequestParams(taskId=task_id)
+            query = types.ServerRequest(types.GetTaskRequest(params=which))
+            with _reply_to(f"tasks/get of its task {task_id}"):
+                status = await _send(session, responses, asked, query, types.GetTaskResult)
+            if status.pollInterval is not None and status.pollInterval < CLIENT_POLL_MIN_MS:
+                # poll_until_terminal waits as long as the client says, 0 included.
+                status = status.model_copy(update={"pollInterval": CLIENT_POLL_MIN_MS})
+            return status
+
+        async for _ in poll_until_terminal(get_task, client_task):
+            pass
+        asked.client_task = None  # ended: nothing to cancel
+        fetch = types.GetTaskPayloadRequestParams(taskId=client_task)
+        payload = types.ServerRequest(types.GetTaskPayloadRequest(params=fetch))
+        with _reply_to(f"tasks/result of its task {client_task}"):
+            return await _send(session, responses, asked, payload, AnyResult)
+
+    async def _store_answer(self, answer: pb.AnswerRequestRequest, method: str) -> None:
+        """AnswerRequest. An answer the service refuses (it checks the client's answers against
+        MCP's models and the payload limit) is replaced by an error saying why, so that the worker
+        is not left waiting for an answer that never comes."""
+        try:
+            await self._answer(answer)
+            return
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                # Another waiter answered first, the task ended meanwhile, or the request was
+                # withdrawn (its worker lost the task): nothing to do.
+                log.info("answer to request %s not stored: %s", answer.request_id, exc.details())
+                return
+            refused = exc.details() or exc.code().name
+        answer.error.CopyFrom(_not_valid(method, refused))
+        try:
+            await self._answer(answer)
+        except grpc.aio.AioRpcError as again:
+            log.info("answer to request %s not stored: %s", answer.request_id, again.details())
+
+    async def _answer(self, answer: pb.AnswerRequestRequest) -> None:
         """AnswerRequest, again after a backoff while the service is unreachable (not once the
         bridge closes: the question then stays pending, and the next `tasks/result` asks it)."""
         backoff = RETRY.backoff()
@@ -941,7 +1111,7 @@ class McpBridge:
 
     async def _task_result(self, request: types.GetTaskPayloadRequest) -> types.ServerResult:
         session, owner = self._owner()
-        task_id = request.params.taskId
+        task_id = text_param("tasks/result", "taskId", request.params.taskId)
         outcome = await self._run_to_outcome(session, owner, task_id, self.server.request_context.request_id)
         await self._terminal_notified(session, task_id)
         if outcome.task.status == task_pb2.TASK_STATUS_COMPLETED and outcome.HasField("result"):
@@ -956,16 +1126,17 @@ class McpBridge:
 
     async def _get_task(self, request: types.GetTaskRequest) -> types.ServerResult:
         _, owner = self._owner()
+        task_id = text_param("tasks/get", "taskId", request.params.taskId)
         with mcp_errors("tasks/get"):
-            found = await self.service.LookupTask(
-                pb.LookupTaskRequest(owner=owner, task_id=request.params.taskId)
-            )
+            found = await self.service.LookupTask(pb.LookupTaskRequest(owner=owner, task_id=task_id))
         self._saw(found.task)
         return types.ServerResult(task_as(types.GetTaskResult, found.task))
 
     async def _list_tasks(self, request: types.ListTasksRequest) -> types.ServerResult:
         _, owner = self._owner()
         cursor = request.params.cursor if request.params else None
+        if cursor:
+            text_param("tasks/list", "cursor", cursor)
         with mcp_errors("tasks/list"):
             page = await self.service.ListTasks(pb.ListTasksRequest(owner=owner, page_token=cursor or ""))
         return types.ServerResult(
@@ -976,9 +1147,8 @@ class McpBridge:
 
     async def _cancel_task(self, request: types.CancelTaskRequest) -> types.ServerResult:
         _, owner = self._owner()
+        task_id = text_param("tasks/cancel", "taskId", request.params.taskId)
         with mcp_errors("tasks/cancel"):
-            cancelled = await self.service.CancelTask(
-                pb.CancelTaskRequest(owner=owner, task_id=request.params.taskId)
-            )
+            cancelled = await self.service.CancelTask(pb.CancelTaskRequest(owner=owner, task_id=task_id))
         self._saw(cancelled.task)
         return types.ServerResult(task_as(types.CancelTaskResult, cancelled.task))

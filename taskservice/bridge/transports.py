@@ -16,6 +16,7 @@ import uvicorn
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http import GET_STREAM_KEY
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.types import INVALID_REQUEST, PARSE_ERROR
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
@@ -62,6 +63,9 @@ def answers_with_json(body: bytes, finished: Callable[[str], bool] = lambda task
 
     `finished(task_id)` says the task has ended: its `tasks/result` then answers the result and
     nothing else (an ended task asks the client nothing more).
+
+    RecursionError for a body nested too deeply for Python's json (as it would be for the SDK's
+    transport, which answers that with a 500).
     """
     try:
         message = json.loads(body)
@@ -116,9 +120,11 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return next((value for key, value in scope["headers"] if key == name), None)
 
 
-async def _refuse(send: Send, status: int, message: str, *, challenge: str | None = None) -> None:
+async def _refuse(
+    send: Send, status: int, message: str, *, challenge: str | None = None, code: int = INVALID_REQUEST
+) -> None:
     """An HTTP error with a JSON-RPC error body, as the SDK's transport answers its own."""
-    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}).encode()
+    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if challenge is not None:
         headers.append((b"www-authenticate", challenge.encode()))
@@ -197,7 +203,11 @@ class _McpEndpoint:
         as_json = False
         if scope["method"] == "POST" and _accepts_json_and_sse(scope):
             body, receive = await _read_ahead(receive, PEEK_LIMIT)
-            as_json = body is not None and answers_with_json(body, self.finished)
+            try:
+                as_json = body is not None and answers_with_json(body, self.finished)
+            except RecursionError:
+                await _refuse(send, 400, "Parse error: the JSON is nested too deeply", code=PARSE_ERROR)
+                return
         token = _answer_as_json.set(as_json)
         try:
             await self.manager.handle_request(scope, receive, send)

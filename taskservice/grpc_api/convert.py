@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
-from taskservice_client._convert import struct_to_dict, value_to_python
+from taskservice_client._convert import MAX_DEPTH, struct_to_dict, unfit, value_to_python
 from taskservice_client._proto.mcptasks.v1 import task_pb2
 
 from taskservice.domain.errors import InvalidArgument, PayloadTooLarge
@@ -79,7 +78,7 @@ def value(data: Any) -> struct_pb2.Value:
     return message
 
 
-MAX_PAYLOAD_DEPTH = 24
+MAX_PAYLOAD_DEPTH = MAX_DEPTH
 """How deep a JSON payload may nest: objects and arrays within one another, the payload itself
 counting as the first level.
 
@@ -155,24 +154,14 @@ class PayloadReader:
         return params
 
 
-def _check(data: Any, field: str, depth: int) -> None:
-    if isinstance(data, float):
-        if not math.isfinite(data):
-            raise InvalidArgument(field, "holds NaN or an infinity, which JSON cannot carry")
-    elif isinstance(data, dict | list):
-        if depth > MAX_PAYLOAD_DEPTH:
-            raise InvalidArgument(
-                field, f"nests deeper than {MAX_PAYLOAD_DEPTH} levels of objects and arrays"
-            )
-        for item in data.values() if isinstance(data, dict) else data:
-            _check(item, field, depth + 1)
-
-
 def check_payload(data: Any, field: str) -> None:
     """InvalidArgument naming `field` unless `data` fits every message that carries it: JSON, and
     so MCP and the stores' bodies, has no NaN or infinity (a Struct's numbers are doubles, which
-    can be), and it nests at most MAX_PAYLOAD_DEPTH levels."""
-    _check(data, field, 1)
+    can be), and it nests at most MAX_PAYLOAD_DEPTH levels (the worker library's one check of
+    what a Struct carries, `unfit`)."""
+    found = unfit(data)
+    if found is not None:
+        raise InvalidArgument(field, found[1])
 
 
 def _json(data: T, field: str) -> T:

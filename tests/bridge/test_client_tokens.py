@@ -7,6 +7,7 @@ with the principal that opened it. mcp 1.30's real ClientSession drives the flow
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shlex
 from collections.abc import AsyncIterator
@@ -41,6 +42,7 @@ INITIALIZE = {
         "clientInfo": {"name": "raw", "version": "0"},
     },
 }
+NAME_SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}}
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
@@ -158,6 +160,90 @@ def test_a_principal_owns_under_its_own_name() -> None:
     assert owner_of("alice") == "principal:alice"
 
 
+@contextlib.asynccontextmanager
+async def bridge_with_questions(
+    tokens: dict[str, str], *, in_process: bool = False
+) -> AsyncIterator[tuple[str, asyncio.Event, asyncio.Event]]:
+    """A service, a worker serving `ask_name` (elicits a name) and `held` (waits until the test sets
+    the second event; the first is set once it runs), and an http_bridge wanting `tokens` (the
+    in-process one of `taskservice serve`, with `in_process`)."""
+    started, release = asyncio.Event(), asyncio.Event()
+    async with running_service() as svc:
+        worker = Worker(svc.target, name="questions-worker")
+
+        @worker.tool(description="Asks for a name.")
+        async def ask_name(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+            answer = await ctx.elicit("Your name?", NAME_SCHEMA)
+            return f"{answer.action}: {answer.content}"
+
+        @worker.tool(description="Waits until the test lets it go.")
+        async def held(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+            started.set()
+            await release.wait()
+            return "released"
+
+        service = svc.server.local_bridge() if in_process else svc.target
+        async with running_worker(worker), http_bridge(service, ClientTokens(tokens)) as url:
+            calls = BridgeCalls(svc.target)
+            try:
+                await calls.wait_for_tools("ask_name", "held")
+            finally:
+                await calls.close()
+            yield url, started, release
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["in-process", "over-grpc"])
+async def test_a_question_held_when_the_session_ends_is_asked_again_in_the_next(in_process: bool) -> None:
+    """mcp's client sends DELETE as it leaves: the SDK then fails the bridge's pending question with
+    a CONNECTION_CLOSED error of its own, which is no answer of the client's."""
+    asked = asyncio.Event()
+
+    async def hold(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async with bridge_with_questions(dict(TOKENS), in_process=in_process) as (url, _, _):
+        async with mcp_client(url, wait=WAIT, token=TOKENS["alice"], elicitation=hold) as first:
+            with anyio.fail_after(WAIT):
+                created = await first.experimental.call_tool_as_task("ask_name", {})
+            task_id = created.task.taskId
+            async with anyio.create_task_group() as group:
+                group.start_soon(first.experimental.get_task_result, task_id, types.CallToolResult)
+                with anyio.fail_after(WAIT):
+                    await asked.wait()
+                group.cancel_scope.cancel()
+        # The session is gone (deleted), the question unanswered: the next session gets it.
+        async with mcp_client(url, wait=WAIT, token=TOKENS["alice"]) as again:
+            with anyio.fail_after(WAIT):
+                assert (await again.experimental.get_task(task_id)).status == "input_required"
+                result = await again.experimental.get_task_result(task_id, types.CallToolResult)
+    assert result.content == [types.TextContent(type="text", text="accept: {'name': 'Grace'}")]
+
+
+async def test_a_principal_named_like_a_plain_call_owner_does_not_see_those_calls() -> None:
+    """A plain tools/call runs as a task of an owner of its own, which no principal's name gives."""
+    tokens = {"alice": "alice-token-1", "alice:call": "alice-call-token-3"}
+    async with (
+        bridge_with_questions(tokens) as (url, started, release),
+        mcp_client(url, wait=WAIT, token=tokens["alice"]) as alice,
+        mcp_client(url, wait=WAIT, token=tokens["alice:call"]) as other,
+        anyio.create_task_group() as group,
+    ):
+        results: list[types.CallToolResult] = []
+
+        async def call() -> None:
+            results.append(await alice.call_tool("held", {}))
+
+        group.start_soon(call)
+        with anyio.fail_after(WAIT):
+            await started.wait()
+            assert (await other.experimental.list_tasks()).tasks == []
+            assert (await alice.experimental.list_tasks()).tasks == []
+        release.set()
+    assert results[0].content == [types.TextContent(type="text", text="released")]
+
+
 def _tokens_file(tmp_path: Path, text: str) -> str:
     path = tmp_path / "clients.tokens"
     path.write_text(text)
@@ -184,6 +270,7 @@ def test_the_tokens_file_is_read_with_comments_and_blank_lines(tmp_path: Path) -
         ("alice a\nalice b\n", ":2: alice is given twice"),
         ("alice same\nbob same\n", "alice and bob have the same token"),
         ("-alice a\n", "is not a principal name"),
+        ("alice/call a\n", "is not a principal name"),  # '/' makes plain calls' owners (plain_call_owner)
     ],
 )
 def test_a_bad_tokens_file_names_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:

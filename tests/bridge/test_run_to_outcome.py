@@ -90,10 +90,12 @@ class _Service:
 class _Session:
     """A client that never answers a question by itself: each is pending until it is called off.
     A task-augmented question gets a client task at once, whose `tasks/get` never returns. Ids
-    count as mcp's BaseSession counts them."""
+    count as mcp's BaseSession counts them, which keeps the requests it waits for in
+    `_response_streams`."""
 
     def __init__(self) -> None:
         self._request_id = 0
+        self._response_streams: dict[int, None] = {}
         self.asked: list[tuple[int, types.ServerRequest]] = []
         self.asking = asyncio.Event()
         self.pending_cancelled: list[int] = []
@@ -117,11 +119,14 @@ class _Session:
                 taskId=f"client-{request_id}", status="working", createdAt=now, lastUpdatedAt=now, ttl=None
             )
             return types.CreateTaskResult(task=task)
+        self._response_streams[request_id] = None
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
             self.pending_cancelled.append(request_id)
             raise
+        finally:
+            del self._response_streams[request_id]
 
     async def send_notification(
         self, notification: types.ServerNotification, related_request_id: types.RequestId | None = None
@@ -178,12 +183,16 @@ async def test_a_task_that_ends_calls_off_its_unanswered_request() -> None:
     assert service.answers == []  # nothing was answered in the client's name
     assert events.closed  # the stream was closed as the bridge left it
     # The client's late answer to it (mcp's client answers a cancelled request) is dropped
-    # by the bridge's router, once; other responses go their usual way.
+    # by the bridge's router, and so is any response to a request the session does not wait for;
+    # the answers to the requests it waits for go their usual way.
     [router] = session.routers
     cancelled = types.ErrorData(code=0, message="Request cancelled")
     assert router.route_error(41, cancelled)
-    assert not router.route_error(41, cancelled)
-    assert not router.route_response(40, {})
+    assert router.route_error(41, cancelled)
+    assert router.route_response(40, {})
+    session._response_streams[42] = None
+    assert not router.route_response(42, {})
+    assert not router.route_error(42, cancelled)
 
 
 async def test_a_withdrawn_request_is_called_off_and_the_next_one_forwarded() -> None:

@@ -58,6 +58,37 @@ async def test_update_status_and_complete(service: RunningService, bridge: Bridg
     assert seen == {"task_id": task_id, "initial": "working", "message": "halfway", "final": "completed"}
 
 
+async def test_a_result_the_service_refuses_fails_the_task_with_the_reason(
+    service: RunningService, bridge: Bridge
+) -> None:
+    """A returned result over the service's payload limit is refused by Complete, one nested
+    deeper than the service takes by the worker itself: either way the task fails, saying why,
+    instead of running on with nobody left to end it."""
+    worker = make_worker(service.target)
+    limit = service.manager.limits.max_payload_bytes
+
+    @worker.tool()
+    async def huge(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        return "x" * (limit + 1)
+
+    @worker.tool(output_schema={"type": "object"})
+    async def deep(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> dict[str, Any]:
+        nested: dict[str, Any] = {}
+        for _ in range(40):
+            nested = {"a": nested}
+        return nested
+
+    async with running(worker):
+        (huge_task, _), (deep_task, _) = [
+            await bridge.outcome(await bridge.create(name, {})) for name in ("huge", "deep")
+        ]
+    assert huge_task.status == deep_task.status == task_pb2.TASK_STATUS_FAILED
+    assert huge_task.status_message.startswith("The task service refused the tool's result: ")
+    assert "over the limit" in huge_task.status_message, huge_task.status_message
+    assert deep_task.status_message.startswith("result.structuredContent.a.a"), deep_task.status_message
+    assert deep_task.status_message.endswith("nests deeper than 24 levels of objects and arrays")
+
+
 async def test_return_values_complete_the_task(service: RunningService, bridge: Bridge) -> None:
     worker = make_worker(service.target)
 
@@ -112,6 +143,40 @@ async def test_fail_and_exceptions_fail_the_task(service: RunningService, bridge
     assert "must return" in outcomes[2][0].status_message
     assert outcomes[3][0].status_message == "é" * (MAX_STATUS_MESSAGE_BYTES // 2 - 2) + "..."
     assert all(result is None for _, result in outcomes)
+
+
+async def test_a_result_the_wire_would_change_fails_the_task_naming_it(
+    service: RunningService, bridge: Bridge
+) -> None:
+    """A Struct's numbers are doubles: 2^53 + 1 would arrive as 2^53, so it does not go at all."""
+    worker = make_worker(service.target)
+
+    @worker.tool(output_schema={"type": "object"})
+    async def too_big(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {"ids": [1, 2**53 + 1]}
+
+    @worker.tool()
+    async def completes_itself(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> str:
+        result = types.CallToolResult(content=[], structuredContent={"n": 10**20})
+        try:
+            await ctx.complete(result)
+        except ValueError as error:
+            return f"refused: {error}"
+        return "sent"
+
+    async with running(worker):
+        failed, _ = await bridge.outcome(await bridge.create("too_big"))
+        _, refused = await bridge.outcome(await bridge.create("completes_itself"))
+    assert failed.status == task_pb2.TASK_STATUS_FAILED
+    assert failed.status_message == (
+        "result.structuredContent.ids[1] is 9007199254740993, beyond ±2^53:"
+        " numbers travel as doubles, which would change it"
+    )
+    assert refused is not None
+    assert text_of(refused) == (
+        "refused: result.structuredContent.n is 100000000000000000000, beyond ±2^53:"
+        " numbers travel as doubles, which would change it"
+    )
 
 
 async def test_elicit(service: RunningService, bridge: Bridge) -> None:

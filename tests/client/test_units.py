@@ -33,6 +33,19 @@ def test_struct_round_trip_keeps_ints_ints() -> None:
     assert value_to_python(struct_pb2.Value(number_value=2.0)) == 2
 
 
+def test_a_value_a_struct_would_change_is_refused_naming_its_path() -> None:
+    exact = {"top": 2**53, "bottom": -(2**53)}
+    assert struct_to_dict(dict_to_struct(exact)) == exact
+    with pytest.raises(ValueError, match=r"^n is 9007199254740993, beyond ±2\^53"):
+        dict_to_struct({"n": 2**53 + 1})
+    with pytest.raises(ValueError, match=r"^result\.a\[1\]\.b is an integer of 1329 bits, beyond ±2\^53"):
+        dict_to_struct({"a": [0, {"b": 10**400}]}, "result")
+    with pytest.raises(ValueError, match=r"^result\.s holds a lone surrogate"):
+        dict_to_struct({"s": "\ud800"}, "result")
+    with pytest.raises(ValueError, match=r"^result\.\\udc00 holds a lone surrogate"):
+        dict_to_struct({"\udc00": 1}, "result")
+
+
 def test_task_from_proto() -> None:
     message = task_pb2.Task(
         task_id="t1",

@@ -215,17 +215,23 @@ async def _no_sampling(
     return types.ErrorData(code=types.INVALID_REQUEST, message="this test expects no sampling")
 
 
+Answer = types.JSONRPCResponse | types.JSONRPCError
+
+
 class Client:
     """One MCP client session (mcp 1.30's ClientSession), with what it received recorded.
 
     `elicitation` and `sampling` answer the server's requests; they can be
     changed while the session runs (the shared stdio session serves many tests).
+    `rewrite`, when set, replaces each answer the session sends (to send what
+    the SDK's models would not let a callback answer).
     """
 
     def __init__(self, transport: str) -> None:
         self.transport = transport
         self.elicitation: ElicitationFnT = _no_elicitation
         self.sampling: SamplingFnT = _no_sampling
+        self.rewrite: Callable[[Answer], Answer] | None = None
         self.notifications: list[types.ServerNotification] = []
         self.sent_requests: dict[str, list[types.RequestId]] = {}
         self.received_requests: dict[str, list[types.RequestId]] = {}
@@ -249,6 +255,7 @@ class Client:
         """Forget what was received and the callbacks given (before another test uses the session)."""
         self.elicitation = _no_elicitation
         self.sampling = _no_sampling
+        self.rewrite = None
         self.notifications.clear()
         self.sent_requests.clear()
         self.received_requests.clear()
@@ -313,9 +320,15 @@ class Client:
             self.sent_requests.setdefault(root.method, []).append(root.id)
             self._wake()
         elif isinstance(root, types.JSONRPCResponse | types.JSONRPCError):
+            if self.rewrite is not None:
+                root = message.message.root = self.rewrite(root)
             self.sent_answers.append(root.id)
             self._wake()
         return True
+
+    async def send_answer(self, answer: Answer) -> None:
+        """Send a response of our own, as if to a request of the server's."""
+        await self.session._write_stream.send(SessionMessage(types.JSONRPCMessage(answer)))
 
     def drop_next(self, method: str) -> anyio.Event:
         """Lose the next request of `method` the server sends, as a client that went away would: it

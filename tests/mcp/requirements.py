@@ -109,6 +109,21 @@ REQUIREMENTS: dict[str, str] = {
         "The client's answers reach the waiting worker, and an error the client answers with (ErrorData)"
         " reaches it as the SDK's McpError with that code and message."
     ),
+    "design:every-client-answer-reaches-the-worker": (
+        "Whatever the client answers (an error without a message, an error code, data or content the"
+        " service cannot carry, an answer over the payload limit, a reply that is not the result of a"
+        " task-augmented request), the worker gets that answer or a -32602 error saying why, and"
+        " tasks/result goes on to the task's result."
+    ),
+    "design:unknown-responses-are-ignored": (
+        "A response to a request id the server is not waiting for is no error: nothing is logged as one"
+        " and nothing is sent to the client."
+    ),
+    "design:params-are-not-changed": (
+        "A parameter the service cannot carry as it is (an integer argument beyond ±2^53, a task.ttl"
+        " beyond 64 bits, a lone surrogate in a taskId, a cursor or an argument) is a -32602 error naming"
+        " it; an argument within ±2^53 reaches the worker exactly."
+    ),
     "design:failed-task-result-is-a-call-tool-result": (
         "A failed task's tasks/result is a valid CallToolResult with isError true carrying the error text"
         " (mcp 1.30's default answers something else)."

@@ -230,3 +230,47 @@ def test_which_requests_are_answered_with_json() -> None:
     assert not answers_with_json(b'{"jsonrpc": "2.0", "id": 1, "result": {}}')
     assert not answers_with_json(b"{not json")
     assert not answers_with_json(b"")
+
+
+@requirement(STREAMABLE_HTTP, "design:params-are-not-changed")
+async def test_a_lone_surrogate_in_a_parameter_is_invalid_params_naming_it(stack: Stack) -> None:
+    """JSON can escape half of a UTF-16 pair ("\\ud800"); the SDK's HTTP transport lets it
+    through (its stdio one does not), and protobuf's UTF-8 strings cannot carry it."""
+    lone = "\ud800"
+    why = "holds a lone surrogate (such as \\ud800), which UTF-8 text cannot carry"
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("tasks/get", {"taskId": lone}, "tasks/get: taskId"),
+        ("tasks/result", {"taskId": lone}, "tasks/result: taskId"),
+        ("tasks/cancel", {"taskId": lone}, "tasks/cancel: taskId"),
+        ("tasks/list", {"cursor": f"page{lone}"}, "tasks/list: cursor"),
+        (
+            "tools/call",
+            {"name": "echo_arguments", "arguments": {"s": ["ok", lone]}, "task": {}},
+            "tools/call: arguments.s[1]",
+        ),
+        ("tools/call", {"name": "echo_arguments", "arguments": {"s": lone}}, "tools/call: arguments.s"),
+    ]
+    async with initialized(stack) as session:
+        for method, params, named in cases:
+            _, answered = await session.request(method, params)
+            assert answered.get("error") == {"code": -32602, "message": f"{named} {why}"}, (method, answered)
+
+
+@requirement(STREAMABLE_HTTP)
+async def test_a_body_nested_too_deeply_to_parse_is_a_parse_error(stack: Stack) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    async with initialized(stack) as session:
+        response = await session.http.post(
+            session.url,
+            content=f'{{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {{"x": {deep}}}}}',
+            headers=session.headers(),
+        )
+        assert response.status_code == 400, response.text
+        assert response.json() == {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {"code": -32700, "message": "Parse error: the JSON is nested too deeply"},
+        }
+        # The session goes on.
+        media_type, pong = await session.request("ping")
+        assert (media_type, pong["result"]) == ("application/json", {})

@@ -99,7 +99,9 @@ async def test_tool_without_worker_is_a_clear_error(mcp: Connector) -> None:
 
 @requirement("design:payloads-nest-a-bounded-depth")
 async def test_arguments_nested_too_deep_are_invalid_params(mcp: Connector) -> None:
-    too_deep = rf"^tools/call: arguments: nests deeper than {MAX_PAYLOAD_DEPTH} levels of objects and arrays$"
+    # The path to the first level too many: arguments.deep, then "a" for each level below it.
+    path = r"arguments\.deep" + r"\.a" * (MAX_PAYLOAD_DEPTH - 1)
+    too_deep = rf"^tools/call: {path} nests deeper than {MAX_PAYLOAD_DEPTH} levels of objects and arrays$"
     async with mcp.connect() as client:
         before = await all_task_ids(client)
         # One level over the limit; and past protobuf's own decoding limit (about 33 levels).

@@ -177,6 +177,21 @@ async def ask_once(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> dict[st
     return {"action": answer.action, "content": answer.content}
 
 
+@worker.tool(description="Answers with the arguments it was given, as the worker got them.")
+async def echo_arguments(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"arguments": arguments}
+
+
+@worker.tool(description="Elicits a number and a text; reports the answer or the SDK error.")
+async def ask_details(ctx: RemoteTaskContext, arguments: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}, "text": {"type": "string"}}}
+    try:
+        answer = await ctx.elicit("Details?", schema)
+    except McpError as error:
+        return {"error": mcp_error(error)}
+    return {"action": answer.action, "content": answer.content}
+
+
 @worker.tool(
     description=(
         "Elicits (as a task the client runs, with as_task); stops waiting once gate <gate> opens,"

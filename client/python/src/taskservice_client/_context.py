@@ -163,9 +163,16 @@ class RemoteTaskContext:
         Args:
             result: The task result (an MCP `CallToolResult`)
             notify: Whether to send a notification to the client
+
+        Raises:
+            ValueError: If the result holds a value the wire cannot carry exactly (an integer
+                beyond ±2^53, a lone surrogate), naming its path
         """
         request = pb.CompleteRequest(
-            task_id=self.task_id, result=model_struct(result), notify=notify, lease_id=self._lease_id
+            task_id=self.task_id,
+            result=model_struct(result, "result"),
+            notify=notify,
+            lease_id=self._lease_id,
         )
         await self._end(self._client.tasks.Complete, request, pb.CompleteResponse, "completed")
 

@@ -8,6 +8,7 @@ strict integer fields (a task's `ttl`, `maxTokens`) validate again.
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from taskservice_client._proto.mcptasks.v1 import task_pb2
 JsonObject = dict[str, Any]
 
 _MAX_SAFE_INT = 2**53
+"""A Struct's numbers are doubles, which hold every integer up to ±2^53 exactly, and not all above."""
 
 STATUS_FROM_PROTO: dict[int, types.TaskStatus] = {
     task_pb2.TASK_STATUS_WORKING: types.TASK_STATUS_WORKING,
@@ -91,9 +93,90 @@ def _json_safe(data: Any) -> Any:
     return json.loads(json.dumps(data))
 
 
-def dict_to_struct(data: JsonObject) -> struct_pb2.Struct:
+class _Unfit(Exception):
+    """A value a Struct cannot carry as it is: why, and the path to it (innermost step first)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+        self.steps: list[str] = []
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _check_text(text: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Unfit("holds a lone surrogate (such as \\ud800), which UTF-8 text cannot carry") from None
+
+
+MAX_DEPTH = 24
+"""How deep a JSON payload may nest: objects and arrays within one another, the payload itself
+counting as the first level (the task service's limit; see its MAX_PAYLOAD_DEPTH for why)."""
+
+
+def _check_value(value: Any, depth: int = 1) -> None:
+    if isinstance(value, str):
+        _check_text(value)
+    elif isinstance(value, dict | list | tuple):
+        if depth > MAX_DEPTH:
+            raise _Unfit(f"nests deeper than {MAX_DEPTH} levels of objects and arrays")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                try:
+                    if isinstance(key, str):
+                        _check_text(key)
+                    _check_value(item, depth + 1)
+                except _Unfit as unfit:
+                    unfit.steps.append(f".{_printable(str(key))}")
+                    raise
+        else:
+            for index, item in enumerate(value):
+                try:
+                    _check_value(item, depth + 1)
+                except _Unfit as unfit:
+                    unfit.steps.append(f"[{index}]")
+                    raise
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Unfit("holds NaN or an infinity, which JSON cannot carry")
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_SAFE_INT:
+        shown = str(value) if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
+        raise _Unfit(f"is {shown}, beyond ±2^53: numbers travel as doubles, which would change it")
+
+
+def unfit(data: Any) -> tuple[str, str] | None:
+    """The first value in `data` that a Struct cannot carry as it is, as (its path below `data`,
+    why), or None: a string with a lone surrogate (protobuf strings are UTF-8), NaN or an infinity
+    (JSON has neither), an integer beyond ±2^53 (a double would arrive for it, 2^53 + 1 as 2^53),
+    or objects and arrays nested deeper than MAX_DEPTH (protobuf decodes only so many levels)."""
+    try:
+        _check_value(data)
+    except _Unfit as found:
+        return "".join(reversed(found.steps)), found.why
+    return None
+
+
+def check_exact(data: Any, field: str = "") -> None:
+    """Raise ValueError, naming the path (`field` and the keys and indexes below it), for the first
+    value in `data` that a Struct cannot carry as it is (see unfit)."""
+    found = unfit(data)
+    if found is not None:
+        path, why = found
+        where = (field + path).lstrip(".") or "the value"
+        raise ValueError(f"{where} {why}")
+
+
+def dict_to_struct(data: JsonObject, field: str = "") -> struct_pb2.Struct:
+    """`data` as a Struct; ValueError naming the path of a value it cannot carry exactly (check_exact)."""
+    safe = _json_safe(data)
+    check_exact(safe, field)
     struct = struct_pb2.Struct()
-    struct.update(_json_safe(data))
+    struct.update(safe)
     return struct
 
 
@@ -120,8 +203,8 @@ def dump_model(model: pydantic.BaseModel) -> JsonObject:
     return model.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
-def model_struct(model: pydantic.BaseModel) -> struct_pb2.Struct:
-    return dict_to_struct(dump_model(model))
+def model_struct(model: pydantic.BaseModel, field: str = "") -> struct_pb2.Struct:
+    return dict_to_struct(dump_model(model), field)
 
 
 def timestamp_to_datetime(ts: timestamp_pb2.Timestamp) -> datetime:

@@ -30,7 +30,7 @@ from taskservice_client._convert import (
     struct_to_dict,
     task_from_proto,
 )
-from taskservice_client._errors import RETRYABLE, TaskServiceError, translate
+from taskservice_client._errors import RETRYABLE, TaskServiceError, TaskServiceRejected, translate
 from taskservice_client._proto.mcptasks.v1 import task_pb2, task_service_pb2
 
 log = logging.getLogger("taskservice_client")
@@ -42,6 +42,10 @@ _SHUTTING_DOWN = "the worker is shutting down"
 FAILURE_MESSAGE_BYTES = 4096
 """The longest status message the service keeps (UTF-8). The message a tool's exception fails its
 task with is cut to it (`clip_utf8`): the service refuses a longer one, and the task would not fail."""
+
+RESULT_REFUSED = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED})
+"""The codes of a Complete refused for its result (over the service's size limit, say): the worker
+then fails the task with the service's reason."""
 
 TaskSupport = Literal["optional", "required", "forbidden"]
 ToolFunction = Callable[[RemoteTaskContext, dict[str, Any]], Awaitable[Any]]
@@ -645,7 +649,20 @@ class Worker:
                 except TypeError as error:
                     await ctx.fail(clip_utf8(str(error), FAILURE_MESSAGE_BYTES))
                     return
-                await ctx.complete(result)
+                try:
+                    await ctx.complete(result)
+                except TaskServiceRejected as error:
+                    if error.code not in RESULT_REFUSED:
+                        raise
+                    # The service refused the result itself (over its size limit): the task
+                    # fails with why, instead of running on with nobody left to end it.
+                    log.info("task %s: result refused: %s", entry.task_id, error.message)
+                    why = f"The task service refused the tool's result: {error.message}"
+                    await ctx.fail(clip_utf8(why, FAILURE_MESSAGE_BYTES))
+                except TaskServiceError:
+                    raise
+                except ValueError as error:  # the result cannot travel as it is (dict_to_struct)
+                    await ctx.fail(clip_utf8(str(error), FAILURE_MESSAGE_BYTES))
             else:
                 raised = outcome[1]
                 log.info("task %s failed: %r", entry.task_id, raised)
