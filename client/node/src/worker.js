@@ -5,9 +5,13 @@ import { sleep } from "./backoff.js";
 import { follow, ServiceClient, UNARY_RETRYABLE } from "./client.js";
 import { RemoteTaskContext } from "./context.js";
 import { callToolResult, fromStruct, isTerminal, TASK_SUPPORT_TO_PROTO, toStruct } from "./convert.js";
-import { RETRYABLE, TaskServiceError, TaskServiceUnavailable, translate } from "./errors.js";
+import { RETRYABLE, TaskServiceError, TaskServiceRejected, TaskServiceUnavailable, translate } from "./errors.js";
 
 const SHUTTING_DOWN = "the worker is shutting down";
+
+/** The codes of a Complete refused for its result (over the service's size limit, say): the
+ * worker then fails the task with the service's reason. */
+const RESULT_REFUSED = new Set(["INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"]);
 
 // The longest status message the service keeps (UTF-8). The message a tool's error fails its task
 // with is cut to it: the service refuses a longer one, and the task would not fail.
@@ -502,7 +506,15 @@ export class Worker {
           await ctx.fail(failureMessage(error.message));
           return;
         }
-        await ctx.complete(result);
+        try {
+          await ctx.complete(result);
+        } catch (error) {
+          if (!(error instanceof TaskServiceRejected) || !RESULT_REFUSED.has(error.codeName)) throw error;
+          // The service refused the result itself (over its size limit, nested too deep): the
+          // task fails with why, instead of running on with nobody left to end it.
+          this.log.info(`task ${entry.taskId}: result refused: ${error.details}`);
+          await ctx.fail(failureMessage(`The task service refused the tool's result: ${error.details}`));
+        }
       } else {
         const raised = outcome.raised;
         this.log.info(`task ${entry.taskId} failed: ${raised?.stack ?? raised}`);

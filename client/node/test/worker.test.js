@@ -65,6 +65,8 @@ describe("Worker", { skip: skipWithoutService, timeout: 60_000 }, () => {
       throw new Error("é".repeat(5000)); // longer than the service keeps
     });
 
+    worker.tool({ name: "oversized", taskSupport: "required" }, async () => "x".repeat(1_048_577));
+
     worker.tool({ name: "structured", outputSchema: { type: "object" } }, async () => ({ answer: 42 }));
 
     worker.tool({ name: "waiter", taskSupport: "required" }, async (ctx) => {
@@ -157,6 +159,13 @@ describe("Worker", { skip: skipWithoutService, timeout: 60_000 }, () => {
     const events = await bridge.run(task.task_id);
     assert.equal(events.outcome.task.status, "failed");
     assert.equal(events.outcome.task.statusMessage, `${"é".repeat(2046)}...`);
+  });
+
+  test("a result the service refuses fails the task with the service's reason", async () => {
+    const task = await bridge.createTask("oversized");
+    const events = await bridge.run(task.task_id);
+    assert.equal(events.outcome.task.status, "failed");
+    assert.match(events.outcome.task.statusMessage, /^The task service refused the tool's result: .*over the limit/);
   });
 
   test("a returned object is JSON text and, with an output schema, structured content", async () => {
