@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import cast
 
+import anyio
 import uvicorn
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http import GET_STREAM_KEY
@@ -27,6 +28,20 @@ from taskservice.bridge.server import McpBridge
 log = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
+
+
+class _GetStreamEnd(logging.Filter):
+    """mcp 1.30's transport logs the end of a session's GET stream as an error with a traceback
+    ("Error in standalone SSE writer", anyio.ClosedResourceError) whenever the session ends while
+    the stream is open: a client's DELETE on leaving, the bridge's shutdown. That is the stream's
+    normal end, not an error: this filter drops that record (and only that one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        closed = record.exc_info is not None and isinstance(record.exc_info[1], anyio.ClosedResourceError)
+        return not (closed and record.msg == "Error in standalone SSE writer")
+
+
+logging.getLogger("mcp.server.streamable_http").addFilter(_GetStreamEnd())
 
 
 # ------------------------------------------------------ JSON or SSE answers
