@@ -15,6 +15,7 @@ from taskservice_client import RemoteTaskContext, RetryPolicy, TaskServiceReject
 from taskservice_client.__main__ import load_worker
 from taskservice_client._channel import open_channel
 from taskservice_client._convert import (
+    MAX_DEPTH,
     call_tool_result,
     dict_to_struct,
     struct_to_dict,
@@ -44,6 +45,20 @@ def test_a_value_a_struct_would_change_is_refused_naming_its_path() -> None:
         dict_to_struct({"s": "\ud800"}, "result")
     with pytest.raises(ValueError, match=r"^result\.\\udc00 holds a lone surrogate"):
         dict_to_struct({"\udc00": 1}, "result")
+    with pytest.raises(ValueError, match=r"^result\.x\[0\] holds NaN or an infinity"):
+        dict_to_struct({"x": [float("nan")]}, "result")
+    deepest: Any = "end"
+    for _ in range(MAX_DEPTH):
+        deepest = {"a": deepest}
+    assert struct_to_dict(dict_to_struct(deepest)) == deepest
+    # One level more; and far past protobuf's and Python's recursion limits: refused all the same.
+    for levels in (1, 5000):
+        too_deep: Any = deepest
+        for _ in range(levels):
+            too_deep = {"a": too_deep}
+        path = r"\.a" * MAX_DEPTH
+        with pytest.raises(ValueError, match=rf"^result{path} nests deeper than {MAX_DEPTH} levels"):
+            dict_to_struct(too_deep, "result")
 
 
 def test_task_from_proto() -> None:

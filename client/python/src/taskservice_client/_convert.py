@@ -173,8 +173,8 @@ def check_exact(data: Any, field: str = "") -> None:
 
 def dict_to_struct(data: JsonObject, field: str = "") -> struct_pb2.Struct:
     """`data` as a Struct; ValueError naming the path of a value it cannot carry exactly (check_exact)."""
+    check_exact(data, field)  # first: it bounds the depth that json.dumps recurses into
     safe = _json_safe(data)
-    check_exact(safe, field)
     struct = struct_pb2.Struct()
     struct.update(safe)
     return struct
