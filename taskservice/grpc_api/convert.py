@@ -159,7 +159,7 @@ def check_payload(data: Any, field: str) -> None:
     so MCP and the stores' bodies, has no NaN or infinity (a Struct's numbers are doubles, which
     can be), and it nests at most MAX_PAYLOAD_DEPTH levels (the worker library's one check of
     what a Struct carries, `unfit`)."""
-    found = unfit(data)
+    found = unfit(data, exact=False)  # read off a Struct: its strings are UTF-8, its numbers doubles
     if found is not None:
         raise InvalidArgument(field, found[1])
 

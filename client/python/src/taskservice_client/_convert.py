@@ -119,43 +119,96 @@ MAX_DEPTH = 24
 counting as the first level (the task service's limit; see its MAX_PAYLOAD_DEPTH for why)."""
 
 
-def _check_value(value: Any, depth: int = 1) -> None:
+def _check_value(value: Any, depth: int, exact: bool) -> None:
     if isinstance(value, str):
-        _check_text(value)
+        if exact:
+            _check_text(value)
     elif isinstance(value, dict | list | tuple):
         if depth > MAX_DEPTH:
             raise _Unfit(f"nests deeper than {MAX_DEPTH} levels of objects and arrays")
         if isinstance(value, dict):
             for key, item in value.items():
                 try:
-                    if isinstance(key, str):
+                    if exact and isinstance(key, str):
                         _check_text(key)
-                    _check_value(item, depth + 1)
+                    _check_value(item, depth + 1, exact)
                 except _Unfit as unfit:
                     unfit.steps.append(f".{_printable(str(key))}")
                     raise
         else:
             for index, item in enumerate(value):
                 try:
-                    _check_value(item, depth + 1)
+                    _check_value(item, depth + 1, exact)
                 except _Unfit as unfit:
                     unfit.steps.append(f"[{index}]")
                     raise
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise _Unfit("holds NaN or an infinity, which JSON cannot carry")
-    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_SAFE_INT:
+    elif exact and isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_SAFE_INT:
         shown = str(value) if value.bit_length() <= 128 else f"an integer of {value.bit_length()} bits"
         raise _Unfit(f"is {shown}, beyond ±2^53: numbers travel as doubles, which would change it")
 
 
-def unfit(data: Any) -> tuple[str, str] | None:
-    """The first value in `data` that a Struct cannot carry as it is, as (its path below `data`,
-    why), or None: a string with a lone surrogate (protobuf strings are UTF-8), NaN or an infinity
-    (JSON has neither), an integer beyond ±2^53 (a double would arrive for it, 2^53 + 1 as 2^53),
-    or objects and arrays nested deeper than MAX_DEPTH (protobuf decodes only so many levels)."""
+def _fits(value: Any, depth: int, exact: bool) -> bool:
+    """_check_value's verdict, without the path: the walk every payload takes, kept lean (no
+    exception handler per item, the usual leaves tested without a call)."""
+    kind = type(value)
+    if kind is dict or kind is list or kind is tuple:
+        if depth > MAX_DEPTH:
+            return False
+        if kind is dict:
+            if exact and not all(type(key) is not str or key.isascii() or _utf8(key) for key in value):
+                return False
+            items = value.values()
+        else:
+            items = value
+        for item in items:
+            kind = type(item)
+            if kind is str:
+                if exact and not item.isascii() and not _utf8(item):
+                    return False
+            elif kind is float:
+                if not math.isfinite(item):
+                    return False
+            elif kind is int:
+                if exact and abs(item) > _MAX_SAFE_INT:
+                    return False
+            elif item is not None and kind is not bool and not _fits(item, depth + 1, exact):
+                return False
+        return True
+    if kind is str:
+        return not exact or value.isascii() or _utf8(value)
+    if kind is float:
+        return math.isfinite(value)
+    if kind is int:
+        return not exact or abs(value) <= _MAX_SAFE_INT
+    # Anything else (a subclass, say): the full walk decides.
     try:
-        _check_value(data)
+        _check_value(value, depth, exact)
+    except _Unfit:
+        return False
+    return True
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def unfit(data: Any, *, exact: bool = True) -> tuple[str, str] | None:
+    """The first value in `data` that a Struct cannot carry as it is, as (its path below `data`,
+    why), or None: NaN or an infinity (JSON has neither), objects and arrays nested deeper than
+    MAX_DEPTH (protobuf decodes only so many levels) and, with `exact`, a string with a lone
+    surrogate (protobuf strings are UTF-8) or an integer beyond ±2^53 (a double would arrive for
+    it, 2^53 + 1 as 2^53). Data read off a Struct has neither of the last two: `exact=False`."""
+    if _fits(data, 1, exact):
+        return None
+    try:  # the slow walk, which names the path, only for data that does not fit
+        _check_value(data, 1, exact)
     except _Unfit as found:
         return "".join(reversed(found.steps)), found.why
     return None
