@@ -300,14 +300,15 @@ def tool_result(outcome: pb.TaskOutcome) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], isError=True)
 
 
-def shutting_down(method: str) -> McpError:
+def shutting_down(method: str, *, goes_on: bool = True) -> McpError:
     """The answer to a request that waits (`tasks/result`, a plain `tools/call`) when the bridge stops.
-    The task goes on in the service: the client calls again, here once the bridge is back or on another."""
+    A task goes on in the service: the client calls again, here once the bridge is back or on
+    another. A plain call's task, which no other request can reach, is cancelled (`goes_on=False`)."""
+    then = "the task goes on: nothing is lost" if goes_on else "the call was cancelled"
     return McpError(
         types.ErrorData(
             code=types.INTERNAL_ERROR,
-            message=f"{method}: the server is shutting down; call {method} again"
-            " (the task goes on: nothing is lost)",
+            message=f"{method}: the server is shutting down; call {method} again ({then})",
         )
     )
 
@@ -764,15 +765,23 @@ class McpBridge:
             )
         except anyio.get_cancelled_exc_class():
             # The client cancelled the call (or left): nobody can read this result any more.
-            with anyio.CancelScope(shield=True), contextlib.suppress(grpc.aio.AioRpcError):
-                await self.service.CancelTask(
-                    pb.CancelTaskRequest(
-                        owner=task_owner, task_id=task.task_id, reason="The client cancelled the tools/call."
-                    ),
-                    timeout=5,
-                )
+            await self._cancel_plain_call(task_owner, task.task_id, "The client cancelled the tools/call.")
             raise
+        except McpError:
+            if not self.closing:
+                raise
+            # Cut off by the bridge's stop: no other request can reach this task, so it must not
+            # run on (and a client that calls again would run the tool twice).
+            why = "The server shut down during the tools/call."
+            await self._cancel_plain_call(task_owner, task.task_id, why)
+            raise shutting_down("tools/call", goes_on=False) from None
         return types.ServerResult(tool_result(outcome))
+
+    async def _cancel_plain_call(self, owner: str, task_id: str, reason: str) -> None:
+        """Cancel the task of a plain tools/call that nobody waits for any more."""
+        with anyio.CancelScope(shield=True), contextlib.suppress(grpc.aio.AioRpcError):
+            cancel = pb.CancelTaskRequest(owner=owner, task_id=task_id, reason=reason)
+            await self.service.CancelTask(cancel, timeout=5)
 
     async def _follow(
         self,

@@ -17,13 +17,19 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
+import grpc
+import grpc.aio
 import pytest
 from mcp import types
 from mcp.client.session import ClientSession
 from mcp.shared.context import RequestContext
+from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2 as bpb
+from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2_grpc, task_pb2
+
+from taskservice.bridge.auth import owner_of, plain_call_owner
 
 from ..processes import LoggedProcess, clean_env, free_port
 from .conftest import (
@@ -223,6 +229,33 @@ async def test_sigterm_of_a_bridge_answers_waiting_requests_ends_the_sessions_an
     task_id = await interrupted_by_sigterm(stack, await setup.bridge("bridge-1"))
     await setup.bridge("bridge-2")
     await finished_once(stack, task_id)
+
+
+@requirement("design:stop-answers-waiting-requests")
+async def test_sigterm_of_a_bridge_cancels_the_task_of_a_plain_tools_call_it_cuts_off(setup: Setup) -> None:
+    """A plain tools/call (no `task`) runs as a task no other request can reach: cut off by the
+    stop, it is cancelled rather than left to run with nobody to read it (and to run twice when
+    the client calls again), and the error says so."""
+    await setup.serve("serve", mcp=False)
+    stack = setup.worker()
+    bridge = await setup.bridge("bridge")
+    held = HeldQuestion()
+    async with http_client(stack, Capabilities(elicitation=True), token=TOKEN) as client:
+        client.elicitation = held
+        calling = asyncio.ensure_future(client.session.call_tool("ask_once", {}))
+        await asked(client)
+        bridge.popen.send_signal(signal.SIGTERM)
+        assert await exit_status(bridge) == 0, bridge.output()[-4000:]
+        held.release()
+        cancelled = r"call tools/call again \(the call was cancelled\)$"
+        with raises_mcp_error(types.INTERNAL_ERROR, match=cancelled):
+            await calling
+    async with grpc.aio.insecure_channel(setup.target) as channel:
+        sync_typed = bridge_service_pb2_grpc.BridgeServiceStub(channel)
+        stub = cast("bridge_service_pb2_grpc.BridgeServiceAsyncStub", sync_typed)
+        listed = await stub.ListTasks(bpb.ListTasksRequest(owner=plain_call_owner(owner_of("alice"))))
+    assert [task.status for task in listed.tasks] == [task_pb2.TASK_STATUS_CANCELLED]
+    assert listed.tasks[0].status_message == "The server shut down during the tools/call."
 
 
 @requirement("design:result-waiter-re-attaches")
