@@ -316,8 +316,10 @@ def shutting_down(method: str, *, goes_on: bool = True) -> McpError:
 def rpc_error(exc: grpc.aio.AioRpcError, what: str) -> McpError:
     code = FORWARDED_ERRORS.get(exc.code(), types.INTERNAL_ERROR)
     details = exc.details() or exc.code().name
-    if code == types.INTERNAL_ERROR:
+    if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         details = f"the task service is unavailable ({exc.code().name}: {details})"
+    elif code == types.INTERNAL_ERROR:
+        details = f"the task service failed ({exc.code().name}: {details})"
     return McpError(types.ErrorData(code=code, message=f"{what}: {details}"))
 
 
@@ -649,13 +651,13 @@ class McpBridge:
             try:
                 first = True
                 async for update in self.service.WatchTools(pb.WatchToolsRequest()):
-                    backoff.reset()
                     tools = self._mcp_tools(update.tools)
                     changed = self._tools is not None and tools != self._tools
                     self._tools = tools
                     if changed or not first:
                         await self._tools_changed()
                     first = False
+                    backoff.reset()  # after the update is handled: one that fails each time backs off
             except grpc.aio.AioRpcError as exc:
                 log.info("tool watch interrupted (%s); retrying", exc.code().name)
             except Exception:

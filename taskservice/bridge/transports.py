@@ -325,6 +325,7 @@ class HttpBridgeServer:
 
     async def serve(self) -> None:
         """Serve until `stop`, and return once stopped."""
+        serving: asyncio.Future[None] | None = None
         try:
             async with self.manager.run():
                 serving = asyncio.ensure_future(self.server.serve(sockets=[self.socket]))
@@ -338,6 +339,8 @@ class HttpBridgeServer:
                 # Leaving the manager's run ends the sessions: their GET streams close.
             await serving  # uvicorn, once its connections closed (or the grace ran out)
         finally:
+            if serving is not None and not serving.done():  # cancelled itself: uvicorn goes too
+                serving.cancel()
             self.socket.close()
 
     def stop(self, grace: float = DEFAULT_GRACE) -> None:

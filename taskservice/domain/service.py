@@ -662,9 +662,10 @@ class TaskManager:
         try:
             await self.store.insert_task(task)
         except ValueError:
-            # Taken, unless by an expired task the sweep has not deleted yet: sweep it now.
-            if not task_id or not await self.store.delete_expired_tasks(now):
+            # Taken, unless by an expired task the sweep has not deleted yet: delete that one now.
+            if not task_id or not self._gone(await self.store.get_task(task_id)):
                 raise TaskExists(task.task_id) from None
+            await self.store.delete_task(task_id)
             try:
                 await self.store.insert_task(task)
             except ValueError:

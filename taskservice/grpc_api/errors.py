@@ -23,6 +23,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from taskservice_client._convert import clip_utf8
 
+from taskservice import mcp_payloads
 from taskservice.domain import errors
 from taskservice.grpc_api.convert import MAX_PAYLOAD_DEPTH
 
@@ -122,9 +123,8 @@ class grpc_errors:  # used like a function: `async with grpc_errors(context):`
         if isinstance(exc, pydantic.ValidationError):
             # Logged with where it came from; the caller is told what did not fit.
             log.error("a payload no check of mcp_payloads caught", exc_info=exc)
-            first = exc.errors()[0]
-            where = ".".join([exc.title, *(str(part) for part in first["loc"])])
-            invalid = errors.StoredDataInvalid(where, str(first["msg"]))
+            found = mcp_payloads.not_valid(exc, exc.title, exc.title)
+            invalid = errors.StoredDataInvalid(found.field, found.description)
             await abort_with(self.context, invalid)
         if isinstance(exc, errors.DomainError):
             if CODES.get(type(exc)) in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, None):

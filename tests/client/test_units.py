@@ -17,6 +17,7 @@ from taskservice_client._channel import open_channel
 from taskservice_client._convert import (
     MAX_DEPTH,
     call_tool_result,
+    clip_utf8,
     dict_to_struct,
     struct_to_dict,
     task_from_proto,
@@ -267,3 +268,11 @@ async def test_an_answered_question_cancels_its_call_once_the_tool_went_on() -> 
     assert (call.reads, call.cancels) == (1, 0)  # the tool has its answer before the cancel
     await anyio.lowlevel.checkpoint()
     assert call.cancels == 1
+
+
+def test_clip_utf8_replaces_a_lone_surrogate_and_cuts_at_a_character() -> None:
+    """A failure message goes into a protobuf string (UTF-8): an OSError about a file name of
+    undecodable bytes holds a lone surrogate, which would make the Fail itself raise."""
+    assert clip_utf8("no such file: b\udcffd", 4096) == "no such file: b\\udcffd"
+    assert clip_utf8("é" * 10, 9) == "é" * 3 + "..."
+    assert clip_utf8("\udcff" * 2000, 100) == ("\\udcff" * 2000)[:97] + "..."

@@ -79,10 +79,14 @@ def struct_to_dict(struct: struct_pb2.Struct) -> JsonObject:
 
 
 def clip_utf8(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` bytes of UTF-8 (at a character's end), "..." marking the cut."""
+    """`text` as UTF-8 can carry it (a lone surrogate, as in a file name of undecodable bytes,
+    written out as `\\udcff`), cut to at most `limit` bytes of UTF-8 (at a character's end), "..." marking
+    the cut."""
+    if not text.isascii():
+        text = _printable(text)
     if len(text) * 4 <= limit:  # a character is at most 4 bytes
         return text
-    data = text.encode("utf-8", "surrogatepass")
+    data = text.encode("utf-8")
     if len(data) <= limit:
         return text
     return data[: limit - 3].decode("utf-8", "ignore") + "..."
