@@ -46,6 +46,7 @@ from taskservice_client._proto.mcptasks.v1 import bridge_service_pb2, bridge_ser
 from taskservice import __version__, mcp_payloads
 from taskservice.bridge.auth import PRINCIPAL_KEY, owner_of, plain_call_owner
 from taskservice.domain.errors import InvalidArgument
+from taskservice.domain.service import MAX_DELIVERED
 
 log = logging.getLogger(__name__)
 
@@ -917,9 +918,18 @@ class McpBridge:
         under the same name, after a backoff: a question the client already has is not put to it
         again, and its answer still goes back. Any other error is raised as an McpError."""
         view = secrets.token_hex(8)
-        follow = pb.StreamTaskEventsRequest(owner=owner, task_id=task_id, skip_changes=True, view_id=view)
         backoff = RETRY.backoff()
         while True:
+            # Opened again: the questions the client holds are named, so that one withdrawn (or
+            # answered elsewhere) during the break still comes as `withdrawn`.
+            held = [request for request, (forward, _) in forwards.items() if not forward.done()]
+            follow = pb.StreamTaskEventsRequest(
+                owner=owner,
+                task_id=task_id,
+                skip_changes=True,
+                view_id=view,
+                delivered_request_ids=held[-MAX_DELIVERED:],
+            )
             events = self.service.StreamTaskEvents(follow)
             try:
                 async with _closing(events):

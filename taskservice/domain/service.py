@@ -15,7 +15,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from typing import TypeVar
 
 from taskservice.domain.errors import (
@@ -141,6 +141,9 @@ def _label(worker: WorkerRecord) -> str:
 
 MAX_VIEW_LENGTH = 128
 """The longest name of a view (`TaskManager.events`) an answer keeps; the bridge's are 16."""
+
+MAX_DELIVERED = 1024
+"""The most requests a view opened again may say it delivered before (`TaskManager.events`)."""
 
 MAX_NAME_LENGTH = 128
 """The longest name of a tool (MCP's own advice: 1 to 128 characters; each Task message carries
@@ -556,7 +559,13 @@ class TaskManager:
         return await self._update(task_id, change, owner)
 
     async def events(
-        self, owner: str, task_id: str, *, changes: bool = True, view: str = ""
+        self,
+        owner: str,
+        task_id: str,
+        *,
+        changes: bool = True,
+        view: str = "",
+        already: Collection[str] = (),
     ) -> AsyncGenerator[TaskEvent, None]:
         """A bridge's view of a task until it ends: state changes (unless not `changes`),
         unanswered requests and the withdrawal of those it delivered, then its end.
@@ -565,12 +574,16 @@ class TaskManager:
         so a client that dropped out of `tasks/result` loses nothing. When two views are open at
         once, both deliver a request: a view named `view` also reports as withdrawn each request
         it delivered that was answered other than through it (`answer` with another view).
+        `already`: the requests a view opened again after a break delivered before it (and still
+        holds): not delivered again, and withdrawn as if this one had delivered them.
         """
         _check_view(view)
+        if len(already) > MAX_DELIVERED:
+            raise InvalidArgument("delivered_request_ids", f"at most {MAX_DELIVERED} request ids")
         last: tuple[object, ...] | None = None
-        delivered: set[str] = set()
+        delivered: set[str] = set(already)
         # Delivered and, as far as this view knows, still pending: watched for a withdrawal.
-        unanswered: set[str] = set()
+        unanswered: set[str] = set(already)
         while True:
             seen = last
 

@@ -93,7 +93,11 @@ class BridgeServicer(bridge_service_pb2_grpc.BridgeServiceServicer):
             # Closed with this stream: a caller that stops reading after the outcome (as the
             # bridge does) leaves no generator for the garbage collector to close.
             events = self.manager.events(
-                request.owner, task_id, changes=not request.skip_changes, view=request.view_id
+                request.owner,
+                task_id,
+                changes=not request.skip_changes,
+                view=request.view_id,
+                already=request.delivered_request_ids,
             )
             async with contextlib.aclosing(events):
                 async for event in events:

@@ -328,6 +328,8 @@ async def test_a_broken_stream_is_opened_again_and_the_question_the_client_has_i
     assert len(session.asked) == 1
     first, second = service.opened
     assert second.view_id == first.view_id  # the same view: its own answers are not withdrawn from it
+    # ... naming the question the client holds: one withdrawn during the break is reported so.
+    assert (list(first.delivered_request_ids), list(second.delivered_request_ids)) == ([], ["r1"])
 
 
 async def test_an_answer_the_service_could_not_take_is_stored_once_it_is_back() -> None:

@@ -757,6 +757,35 @@ async def test_a_question_answered_through_one_view_is_withdrawn_from_the_others
     assert [r.answered_by for r in (await stored(store, task.task_id)).requests] == ["a", ""]
 
 
+async def test_a_view_opened_again_hears_of_what_it_delivered_before_the_break(manager: TaskManager) -> None:
+    """A bridge's stream breaks and is opened again (`already`: the questions its client holds):
+    those are not delivered again, one answered through another view during the break and one
+    withdrawn after it both come as withdrawn; a question new to the view is delivered."""
+    worker = await manager.register_worker([SAFE])
+    task = await manager.create_task(OWNER, "safe")
+    [held] = await run_on(manager, worker.worker_id, 1)
+    _, kept = await manager.ask(task.task_id, ELICIT, {"message": "kept?"}, lease_id=held.lease_id)
+    _, elsewhere = await manager.ask(task.task_id, ELICIT, {"message": "elsewhere?"}, lease_id=held.lease_id)
+    _, new = await manager.ask(task.task_id, ELICIT, {"message": "new?"}, lease_id=held.lease_id)
+    await manager.answer(OWNER, task.task_id, elsewhere.request_id, result={"action": "accept"}, view="b")
+    held_by_client = [kept.request_id, elsewhere.request_id]
+    again = manager.events(OWNER, task.task_id, changes=False, view="a", already=held_by_client)
+    async with closing(again) as events:
+        await _next_about(events, RequestWithdrawal, elsewhere)
+        await _next_about(events, RequestQueued, new)
+        await manager.release(worker.worker_id, task.task_id, held.lease_id)
+        withdrawn: set[str] = set()
+        for _ in range(2):
+            event = await next_of(events)
+            assert isinstance(event, RequestWithdrawal), event
+            withdrawn.add(event.request.request_id)
+        assert withdrawn == {kept.request_id, new.request_id}
+        await manager.cancel(OWNER, task.task_id)
+        assert isinstance(await next_of(events), TaskFinished)
+    with pytest.raises(InvalidArgument, match="delivered_request_ids: at most 1024"):
+        await anext(manager.events(OWNER, task.task_id, already=[str(n) for n in range(1025)]))
+
+
 async def test_an_answered_question_is_kept_when_the_task_is_requeued(
     manager: TaskManager, store: TaskStore, clock: FakeClock, limits: ServiceLimits
 ) -> None:

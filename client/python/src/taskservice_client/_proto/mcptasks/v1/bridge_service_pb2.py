@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from taskservice_client._proto.mcptasks.v1 import task_pb2 as mcptasks_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n mcptasks/v1/bridge_service.proto\x12\x0bmcptasks.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16mcptasks/v1/task.proto\"\xde\x01\n\x11\x43reateTaskRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x11\n\ttool_name\x18\x02 \x01(\t\x12*\n\targuments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x06ttl_ms\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12%\n\x04meta\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x34\n\x13\x63lient_capabilities\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07_ttl_ms\"5\n\x12\x43reateTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.Task\"3\n\x11LookupTaskRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"5\n\x12LookupTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.Task\"H\n\x10ListTasksRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x11ListTasksResponse\x12 \n\x05tasks\x18\x01 \x03(\x0b\x32\x11.mcptasks.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"C\n\x11\x43\x61ncelTaskRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"5\n\x12\x43\x61ncelTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.Task\"6\n\x14GetTaskResultRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"a\n\x15GetTaskResultResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.Task\x12\'\n\x06result\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"`\n\x17StreamTaskEventsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x14\n\x0cskip_changes\x18\x03 \x01(\x08\x12\x0f\n\x07view_id\x18\x04 \x01(\t\"W\n\x0bTaskOutcome\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.Task\x12\'\n\x06result\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xd5\x01\n\x18StreamTaskEventsResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.TaskH\x00\x12.\n\x07request\x18\x02 \x01(\x0b\x32\x1b.mcptasks.v1.PendingRequestH\x00\x12+\n\x07outcome\x18\x03 \x01(\x0b\x32\x18.mcptasks.v1.TaskOutcomeH\x00\x12\x30\n\twithdrawn\x18\x04 \x01(\x0b\x32\x1b.mcptasks.v1.PendingRequestH\x00\x42\x07\n\x05\x65vent\"\xb8\x01\n\x14\x41nswerRequestRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12)\n\x06result\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12&\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x15.mcptasks.v1.McpErrorH\x00\x12\x0f\n\x07view_id\x18\x06 \x01(\tB\x08\n\x06\x61nswer\"8\n\x15\x41nswerRequestResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.Task\"\x12\n\x10ListToolsRequest\"?\n\x11ListToolsResponse\x12*\n\x05tools\x18\x01 \x03(\x0b\x32\x1b.mcptasks.v1.ToolDefinition\"\x13\n\x11WatchToolsRequest\"@\n\x12WatchToolsResponse\x12*\n\x05tools\x18\x01 \x03(\x0b\x32\x1b.mcptasks.v1.ToolDefinition\"3\n\x11\x46ollowTaskRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"E\n\x12\x46ollowTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.Task\x12\x0e\n\x06notify\x18\x02 \x01(\x08\x32\xc9\x06\n\rBridgeService\x12M\n\nCreateTask\x12\x1e.mcptasks.v1.CreateTaskRequest\x1a\x1f.mcptasks.v1.CreateTaskResponse\x12M\n\nLookupTask\x12\x1e.mcptasks.v1.LookupTaskRequest\x1a\x1f.mcptasks.v1.LookupTaskResponse\x12J\n\tListTasks\x12\x1d.mcptasks.v1.ListTasksRequest\x1a\x1e.mcptasks.v1.ListTasksResponse\x12M\n\nCancelTask\x12\x1e.mcptasks.v1.CancelTaskRequest\x1a\x1f.mcptasks.v1.CancelTaskResponse\x12V\n\rGetTaskResult\x12!.mcptasks.v1.GetTaskResultRequest\x1a\".mcptasks.v1.GetTaskResultResponse\x12\x61\n\x10StreamTaskEvents\x12$.mcptasks.v1.StreamTaskEventsRequest\x1a%.mcptasks.v1.StreamTaskEventsResponse0\x01\x12V\n\rAnswerRequest\x12!.mcptasks.v1.AnswerRequestRequest\x1a\".mcptasks.v1.AnswerRequestResponse\x12J\n\tListTools\x12\x1d.mcptasks.v1.ListToolsRequest\x1a\x1e.mcptasks.v1.ListToolsResponse\x12O\n\nWatchTools\x12\x1e.mcptasks.v1.WatchToolsRequest\x1a\x1f.mcptasks.v1.WatchToolsResponse0\x01\x12O\n\nFollowTask\x12\x1e.mcptasks.v1.FollowTaskRequest\x1a\x1f.mcptasks.v1.FollowTaskResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n mcptasks/v1/bridge_service.proto\x12\x0bmcptasks.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16mcptasks/v1/task.proto\"\xde\x01\n\x11\x43reateTaskRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x11\n\ttool_name\x18\x02 \x01(\t\x12*\n\targuments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x06ttl_ms\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12%\n\x04meta\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x34\n\x13\x63lient_capabilities\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructB\t\n\x07_ttl_ms\"5\n\x12\x43reateTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.Task\"3\n\x11LookupTaskRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"5\n\x12LookupTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.Task\"H\n\x10ListTasksRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x11ListTasksResponse\x12 \n\x05tasks\x18\x01 \x03(\x0b\x32\x11.mcptasks.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"C\n\x11\x43\x61ncelTaskRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"5\n\x12\x43\x61ncelTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.Task\"6\n\x14GetTaskResultRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"a\n\x15GetTaskResultResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.Task\x12\'\n\x06result\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x7f\n\x17StreamTaskEventsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x14\n\x0cskip_changes\x18\x03 \x01(\x08\x12\x0f\n\x07view_id\x18\x04 \x01(\t\x12\x1d\n\x15\x64\x65livered_request_ids\x18\x05 \x03(\t\"W\n\x0bTaskOutcome\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.Task\x12\'\n\x06result\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xd5\x01\n\x18StreamTaskEventsResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.TaskH\x00\x12.\n\x07request\x18\x02 \x01(\x0b\x32\x1b.mcptasks.v1.PendingRequestH\x00\x12+\n\x07outcome\x18\x03 \x01(\x0b\x32\x18.mcptasks.v1.TaskOutcomeH\x00\x12\x30\n\twithdrawn\x18\x04 \x01(\x0b\x32\x1b.mcptasks.v1.PendingRequestH\x00\x42\x07\n\x05\x65vent\"\xb8\x01\n\x14\x41nswerRequestRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12)\n\x06result\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12&\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x15.mcptasks.v1.McpErrorH\x00\x12\x0f\n\x07view_id\x18\x06 \x01(\tB\x08\n\x06\x61nswer\"8\n\x15\x41nswerRequestResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.Task\"\x12\n\x10ListToolsRequest\"?\n\x11ListToolsResponse\x12*\n\x05tools\x18\x01 \x03(\x0b\x32\x1b.mcptasks.v1.ToolDefinition\"\x13\n\x11WatchToolsRequest\"@\n\x12WatchToolsResponse\x12*\n\x05tools\x18\x01 \x03(\x0b\x32\x1b.mcptasks.v1.ToolDefinition\"3\n\x11\x46ollowTaskRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"E\n\x12\x46ollowTaskResponse\x12\x1f\n\x04task\x18\x01 \x01(\x0b\x32\x11.mcptasks.v1.Task\x12\x0e\n\x06notify\x18\x02 \x01(\x08\x32\xc9\x06\n\rBridgeService\x12M\n\nCreateTask\x12\x1e.mcptasks.v1.CreateTaskRequest\x1a\x1f.mcptasks.v1.CreateTaskResponse\x12M\n\nLookupTask\x12\x1e.mcptasks.v1.LookupTaskRequest\x1a\x1f.mcptasks.v1.LookupTaskResponse\x12J\n\tListTasks\x12\x1d.mcptasks.v1.ListTasksRequest\x1a\x1e.mcptasks.v1.ListTasksResponse\x12M\n\nCancelTask\x12\x1e.mcptasks.v1.CancelTaskRequest\x1a\x1f.mcptasks.v1.CancelTaskResponse\x12V\n\rGetTaskResult\x12!.mcptasks.v1.GetTaskResultRequest\x1a\".mcptasks.v1.GetTaskResultResponse\x12\x61\n\x10StreamTaskEvents\x12$.mcptasks.v1.StreamTaskEventsRequest\x1a%.mcptasks.v1.StreamTaskEventsResponse0\x01\x12V\n\rAnswerRequest\x12!.mcptasks.v1.AnswerRequestRequest\x1a\".mcptasks.v1.AnswerRequestResponse\x12J\n\tListTools\x12\x1d.mcptasks.v1.ListToolsRequest\x1a\x1e.mcptasks.v1.ListToolsResponse\x12O\n\nWatchTools\x12\x1e.mcptasks.v1.WatchToolsRequest\x1a\x1f.mcptasks.v1.WatchToolsResponse0\x01\x12O\n\nFollowTask\x12\x1e.mcptasks.v1.FollowTaskRequest\x1a\x1f.mcptasks.v1.FollowTaskResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,27 +54,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTASKRESULTRESPONSE']._serialized_start=825
   _globals['_GETTASKRESULTRESPONSE']._serialized_end=922
   _globals['_STREAMTASKEVENTSREQUEST']._serialized_start=924
-  _globals['_STREAMTASKEVENTSREQUEST']._serialized_end=1020
-  _globals['_TASKOUTCOME']._serialized_start=1022
-  _globals['_TASKOUTCOME']._serialized_end=1109
-  _globals['_STREAMTASKEVENTSRESPONSE']._serialized_start=1112
-  _globals['_STREAMTASKEVENTSRESPONSE']._serialized_end=1325
-  _globals['_ANSWERREQUESTREQUEST']._serialized_start=1328
-  _globals['_ANSWERREQUESTREQUEST']._serialized_end=1512
-  _globals['_ANSWERREQUESTRESPONSE']._serialized_start=1514
-  _globals['_ANSWERREQUESTRESPONSE']._serialized_end=1570
-  _globals['_LISTTOOLSREQUEST']._serialized_start=1572
-  _globals['_LISTTOOLSREQUEST']._serialized_end=1590
-  _globals['_LISTTOOLSRESPONSE']._serialized_start=1592
-  _globals['_LISTTOOLSRESPONSE']._serialized_end=1655
-  _globals['_WATCHTOOLSREQUEST']._serialized_start=1657
-  _globals['_WATCHTOOLSREQUEST']._serialized_end=1676
-  _globals['_WATCHTOOLSRESPONSE']._serialized_start=1678
-  _globals['_WATCHTOOLSRESPONSE']._serialized_end=1742
-  _globals['_FOLLOWTASKREQUEST']._serialized_start=1744
-  _globals['_FOLLOWTASKREQUEST']._serialized_end=1795
-  _globals['_FOLLOWTASKRESPONSE']._serialized_start=1797
-  _globals['_FOLLOWTASKRESPONSE']._serialized_end=1866
-  _globals['_BRIDGESERVICE']._serialized_start=1869
-  _globals['_BRIDGESERVICE']._serialized_end=2710
+  _globals['_STREAMTASKEVENTSREQUEST']._serialized_end=1051
+  _globals['_TASKOUTCOME']._serialized_start=1053
+  _globals['_TASKOUTCOME']._serialized_end=1140
+  _globals['_STREAMTASKEVENTSRESPONSE']._serialized_start=1143
+  _globals['_STREAMTASKEVENTSRESPONSE']._serialized_end=1356
+  _globals['_ANSWERREQUESTREQUEST']._serialized_start=1359
+  _globals['_ANSWERREQUESTREQUEST']._serialized_end=1543
+  _globals['_ANSWERREQUESTRESPONSE']._serialized_start=1545
+  _globals['_ANSWERREQUESTRESPONSE']._serialized_end=1601
+  _globals['_LISTTOOLSREQUEST']._serialized_start=1603
+  _globals['_LISTTOOLSREQUEST']._serialized_end=1621
+  _globals['_LISTTOOLSRESPONSE']._serialized_start=1623
+  _globals['_LISTTOOLSRESPONSE']._serialized_end=1686
+  _globals['_WATCHTOOLSREQUEST']._serialized_start=1688
+  _globals['_WATCHTOOLSREQUEST']._serialized_end=1707
+  _globals['_WATCHTOOLSRESPONSE']._serialized_start=1709
+  _globals['_WATCHTOOLSRESPONSE']._serialized_end=1773
+  _globals['_FOLLOWTASKREQUEST']._serialized_start=1775
+  _globals['_FOLLOWTASKREQUEST']._serialized_end=1826
+  _globals['_FOLLOWTASKRESPONSE']._serialized_start=1828
+  _globals['_FOLLOWTASKRESPONSE']._serialized_end=1897
+  _globals['_BRIDGESERVICE']._serialized_start=1900
+  _globals['_BRIDGESERVICE']._serialized_end=2741
 # @@protoc_insertion_point(module_scope)

@@ -94,16 +94,18 @@ class GetTaskResultResponse(_message.Message):
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class StreamTaskEventsRequest(_message.Message):
-    __slots__ = ("owner", "task_id", "skip_changes", "view_id")
+    __slots__ = ("owner", "task_id", "skip_changes", "view_id", "delivered_request_ids")
     OWNER_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     SKIP_CHANGES_FIELD_NUMBER: _ClassVar[int]
     VIEW_ID_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
     owner: str
     task_id: str
     skip_changes: bool
     view_id: str
-    def __init__(self, owner: _Optional[str] = ..., task_id: _Optional[str] = ..., skip_changes: bool = ..., view_id: _Optional[str] = ...) -> None: ...
+    delivered_request_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, owner: _Optional[str] = ..., task_id: _Optional[str] = ..., skip_changes: bool = ..., view_id: _Optional[str] = ..., delivered_request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskOutcome(_message.Message):
     __slots__ = ("task", "result")
