@@ -16,7 +16,7 @@ import anyio
 import uvicorn
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http import GET_STREAM_KEY
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.streamable_http_manager import DEFAULT_MAX_REQUEST_BODY_SIZE, StreamableHTTPSessionManager
 from mcp.types import INVALID_REQUEST, PARSE_ERROR
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -60,7 +60,7 @@ JSON_ANSWERED = frozenset({"ping", "tools/list", "tasks/get", "tasks/list", "tas
 notifications go to the session's GET stream, not to the request's)."""
 
 PEEK_LIMIT = 64 * 1024
-"""A POST body longer than this is not read ahead: it is answered over SSE."""
+"""A POST body longer than this is answered over SSE, without parsing it ahead to choose."""
 
 _answer_as_json: contextvars.ContextVar[bool] = contextvars.ContextVar("answer_as_json", default=False)
 
@@ -98,6 +98,26 @@ def answers_with_json(body: bytes, finished: Callable[[str], bool] = lambda task
         task_id = params.get("taskId")
         return isinstance(task_id, str) and finished(task_id)
     return method == "tools/call" and params.get("task") is not None
+
+
+def nested_too_deeply(body: bytes) -> bool:
+    """Whether Python's json, which the SDK's transport parses a body with, gives up on `body`
+    for its depth (the transport lets that RecursionError out as a 500). It cannot for fewer
+    than a few hundred brackets, so only a body that holds that many is parsed here."""
+    if body.count(b"[") + body.count(b"{") < JSON_DEPTH_SUSPECT:
+        return False
+    try:
+        json.loads(body)
+    except RecursionError:
+        return True
+    except ValueError:
+        return False
+    return False
+
+
+JSON_DEPTH_SUSPECT = 500
+"""Brackets below which no body can nest deep enough for Python's json to give up (about 1,000
+levels, its recursion limit)."""
 
 
 def _accepts_json_and_sse(scope: Scope) -> bool:
@@ -217,9 +237,13 @@ class _McpEndpoint:
             scope, send = authorized
         as_json = False
         if scope["method"] == "POST" and _accepts_json_and_sse(scope):
-            body, receive = await _read_ahead(receive, PEEK_LIMIT)
+            # The whole body, up to the size the transport takes (it answers a longer one 413).
+            body, receive = await _read_ahead(receive, DEFAULT_MAX_REQUEST_BODY_SIZE)
             try:
-                as_json = body is not None and answers_with_json(body, self.finished)
+                if body is not None and len(body) <= PEEK_LIMIT:
+                    as_json = answers_with_json(body, self.finished)
+                elif body is not None and nested_too_deeply(body):
+                    raise RecursionError
             except RecursionError:
                 await _refuse(send, 400, "Parse error: the JSON is nested too deeply", code=PARSE_ERROR)
                 return

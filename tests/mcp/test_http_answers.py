@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 
 from taskservice.bridge.transports import PEEK_LIMIT, answers_with_json
 
@@ -257,12 +258,14 @@ async def test_a_lone_surrogate_in_a_parameter_is_invalid_params_naming_it(stack
 
 
 @requirement(STREAMABLE_HTTP)
-async def test_a_body_nested_too_deeply_to_parse_is_a_parse_error(stack: Stack) -> None:
+@pytest.mark.parametrize("padding", [0, PEEK_LIMIT], ids=["short", "longer-than-read-ahead"])
+async def test_a_body_nested_too_deeply_to_parse_is_a_parse_error(stack: Stack, padding: int) -> None:
     deep = "[" * 5000 + "]" * 5000
+    params = f'{{"pad": "{"p" * padding}", "x": {deep}}}'
     async with initialized(stack) as session:
         response = await session.http.post(
             session.url,
-            content=f'{{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {{"x": {deep}}}}}',
+            content=f'{{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {params}}}',
             headers=session.headers(),
         )
         assert response.status_code == 400, response.text
