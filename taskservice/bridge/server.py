@@ -565,7 +565,8 @@ class McpBridge:
     def stop_waiting(self) -> None:
         """Begin to stop: every request waiting for a task's end (`tasks/result`, a plain `tools/call`)
         is answered at once with the `shutting_down` error, as is any such request still to come,
-        and nothing is retried any more. The tasks themselves go on in the service."""
+        and nothing is retried any more. The tasks go on in the service, but for a plain call's,
+        which no other request can reach: `_call_tool` cancels it."""
         self._closing.set()
         for task in self._waiting:
             self._interrupted.add(task)

@@ -216,7 +216,10 @@ class _McpEndpoint:
         """End every session's GET stream once it has sent what it has: its messages' stream is
         closed on the sending side only. (Ending the session does not wait: the SDK's writer of the
         stream then finds its own end closed under it, and logs that as an error.)"""
-        sessions: dict[str, object] = getattr(self.manager, "_server_instances", {})
+        sessions: dict[str, object] | None = getattr(self.manager, "_server_instances", None)
+        if sessions is None:  # another mcp than 1.30's: the streams end when the grace runs out
+            log.warning("the MCP sessions' GET streams could not be ended early (mcp changed)")
+            return
         for transport in sessions.values():
             streams = getattr(transport, "_request_streams", {}).get(GET_STREAM_KEY)
             if streams is not None:
